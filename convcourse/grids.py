@@ -11,7 +11,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import matplotlib
-
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -96,6 +95,7 @@ def draw_grid(
                 fill=False,
                 edgecolor=box.color,
                 linewidth=box.linewidth,
+                zorder=3,  # above the white cell borders
             )
         )
     if title:

@@ -1,0 +1,38 @@
+# conv2d-course. The two commands: `make book` and `make test`; both set up .venv first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+# The book to build and extra jupyter-book flags (tests point these at scratch books).
+BOOK      ?= book
+BOOK_ARGS ?=
+
+.PHONY: help venv book test lab clean
+
+help:
+	@echo "make book   build the HTML book into book/_build/html (warnings are errors)"
+	@echo "make test   run the whole test suite (builds the book, opens it in headless Chromium)"
+	@echo "make lab    open JupyterLab on the course (notebooks/, book/)"
+	@echo "make clean  remove builds and caches (keeps .venv)"
+
+# One environment for everything: the shared package, the book, nbgrader and the test tools.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+venv: $(STAMP)
+
+book: $(STAMP)
+	$(BIN)/jupyter-book build $(BOOK) -W -n --keep-going $(BOOK_ARGS)
+
+test: $(STAMP)
+	$(BIN)/pytest
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab
+
+clean:
+	rm -rf book/_build .pytest_cache .ruff_cache
+	find . -name __pycache__ -not -path "./$(VENV)/*" -prune -exec rm -rf {} +

@@ -1,0 +1,105 @@
+"""The built book read from disk in headless Chromium, with no network: math typesets and
+every image loads. Screenshots of each page are kept in book/_build/screenshots/."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+from conftest import toc_pages
+
+CHROMIUM = shutil.which("chromium")
+CHROMEDRIVER = shutil.which("chromedriver")
+SCREENSHOTS = "screenshots"
+
+if not (CHROMIUM and CHROMEDRIVER):
+    # CI installs them (.ci/run), so there a missing browser is a failure, never a skip.
+    if os.environ.get("CI"):
+        raise RuntimeError("CI needs Debian's chromium and chromium-driver: see .ci/run")
+    pytest.skip(
+        "headless Chromium is not installed: apt-get install chromium chromium-driver",
+        allow_module_level=True,
+    )
+
+from selenium import webdriver  # noqa: E402  (imported only where the browser exists)
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+        "--no-first-run", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--disable-quic", "--window-size=1280,1600",
+        # No network: every host name fails to resolve, and no proxy is used.
+        "--host-resolver-rules=MAP * ~NOTFOUND", "--no-proxy-server",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
+    ):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_script_timeout(60)
+    yield driver
+    driver.quit()
+
+
+# Resolves once MathJax has typeset the page (or at once where the page has no math).
+WAIT_FOR_MATHJAX = """
+const done = arguments[arguments.length - 1];
+const start = Date.now();
+(function poll() {
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+    MathJax.startup.promise.then(() => done('typeset'), e => done('failed: ' + e));
+  } else if (Date.now() - start > 20000) {
+    done(window.MathJax ? 'not started' : 'no MathJax');
+  } else { setTimeout(poll, 50); }
+})();
+"""
+
+WAIT_FOR_IMAGES = """
+const done = arguments[arguments.length - 1];
+Promise.all([...document.images].map(img => img.complete ? null :
+    new Promise(r => { img.onload = img.onerror = r; }))).then(() => done(true));
+"""
+
+INSPECT = """
+return {
+  math: document.querySelectorAll('.math').length,
+  typeset: document.querySelectorAll('mjx-container').length,
+  typesetAsSvg: document.querySelectorAll('mjx-container > svg').length,
+  mathErrors: document.querySelectorAll('mjx-merror').length,
+  images: [...document.images].map(i => ({src: i.src.slice(0, 80), ok: i.naturalWidth > 0})),
+  resources: performance.getEntriesByType('resource').map(e => e.name),
+};
+"""
+
+
+@pytest.mark.parametrize("page", toc_pages())
+def test_page_renders_offline(built_book, browser, page):
+    browser.get(built_book.page(page).as_uri())
+    has_math = browser.execute_script("return document.querySelectorAll('.math').length > 0")
+    # Sphinx loads MathJax only on pages that show math.
+    expected = "typeset" if has_math else "no MathJax"
+    assert browser.execute_async_script(WAIT_FOR_MATHJAX) == expected
+    browser.execute_async_script(WAIT_FOR_IMAGES)
+    state = browser.execute_script(INSPECT)
+
+    shots = built_book.html.parent / SCREENSHOTS
+    shots.mkdir(exist_ok=True)
+    browser.save_screenshot(str(shots / f"{page.replace('/', '--')}.png"))
+
+    remote = [r for r in state["resources"] if not r.startswith(("file:", "data:", "blob:"))]
+    assert not remote, f"{page} requested resources from the network: {remote}"
+    broken = [i["src"] for i in state["images"] if not i["ok"]]
+    assert not broken, f"{page}: images that did not load: {broken}"
+    assert state["mathErrors"] == 0, f"{page}: MathJax reported errors"
+    # Every math element is typeset, as SVG (which needs no web font).
+    assert state["typeset"] >= state["math"], state
+    assert state["typesetAsSvg"] == state["typeset"], state
+    failures = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert not failures, f"{page}: console errors: {failures}"

@@ -1,0 +1,61 @@
+"""`make book` is strict (execution errors and warnings fail it) and reuses its execution cache."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import pytest
+from conftest import BOOK, make, toc_pages
+
+HEADER = """---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+kernelspec:
+  name: python3
+  display_name: Python 3
+---
+
+# Scratch page
+
+"""
+
+
+def scratch_book(tmp_path, body: str):
+    """A one-page book with the real configuration, to see how `make book` treats ``body``."""
+    book = tmp_path / "book"
+    book.mkdir()
+    shutil.copy(BOOK / "_config.yml", book)
+    shutil.copytree(BOOK / "_ext", book / "_ext")
+    (book / "_toc.yml").write_text("format: jb-book\nroot: page\n")
+    (book / "page.md").write_text(HEADER + body)
+    return book
+
+
+@pytest.mark.parametrize(
+    ("body", "builds", "evidence"),
+    [
+        ("```{code-cell} ipython3\n:tags: [raises-exception]\n1 / 0\n```\n", True, None),
+        ("```{code-cell} ipython3\n1 / 0\n```\n", False, "ZeroDivisionError"),
+        ("See [a page that does not exist](missing.md).\n", False, "missing"),
+    ],
+    ids=["tagged-error-is-shown", "execution-error-fails", "broken-link-fails"],
+)
+def test_make_book_fails_on_errors_and_warnings(tmp_path, body, builds, evidence):
+    result = make("book", f"BOOK={scratch_book(tmp_path, body)}")
+    log = result.stdout + result.stderr
+    assert (result.returncode == 0) == builds, log[-3000:]
+    if evidence:
+        assert evidence in log
+
+
+def test_a_rebuild_with_nothing_changed_reuses_the_execution_cache(built_book):
+    # --all re-reads every page; each must come from the cache, none be executed again.
+    result = make("book", "BOOK_ARGS=--all")
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-3000:]
+    assert "Executing" not in log
+    cached = set(re.findall(r"book/(\S+)\.md: Using cached notebook", log))
+    assert cached == set(toc_pages())
