@@ -3,9 +3,12 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-# The book to build and extra jupyter-book flags (tests point these at scratch books).
+# The book to build, extra jupyter-book flags, and the package its pages import
+# (tests point these at scratch copies).
 BOOK      ?= book
 BOOK_ARGS ?=
+PACKAGE   ?= convcourse
+BUILD     := $(BOOK)/_build
 
 .PHONY: help venv book test lab clean
 
@@ -24,8 +27,15 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-book: $(STAMP)
-	$(BIN)/jupyter-book build $(BOOK) -W -n --keep-going $(BOOK_ARGS)
+# The execution cache re-runs a page when its own code changes, not when the package it
+# imports does: a newer file in $(PACKAGE)/ throws the old build away.
+$(BUILD)/.package-stamp: $(wildcard $(PACKAGE)/*.py)
+	rm -rf $(BUILD)
+	mkdir -p $(BUILD)
+	touch $@
+
+book: $(STAMP) $(BUILD)/.package-stamp
+	IPYTHONDIR=$(CURDIR)/book/_ipython $(BIN)/jupyter-book build $(BOOK) -W -n --keep-going $(BOOK_ARGS)
 
 test: $(STAMP)
 	$(BIN)/pytest

@@ -139,20 +139,26 @@ class _Window:
             left.annotate(symbol, xy=(1.0, 0.5), xycoords="axes fraction", xytext=(6, 0),
                           textcoords="offset points", ha="left", va="center", fontsize=16)
 
-    @staticmethod
-    def leave_room_for_title(fig: Figure) -> None:
-        """Lay the panels out below a one-line title of about half an inch."""
-        fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))
-
     def figure(self, dpi: float | None = None) -> tuple[Figure, np.ndarray]:
-        """An empty figure with three panels sized to the grids."""
+        """An empty figure with three panels, laid out so that every cell is CELL_INCHES wide.
+
+        The layout is fixed (no tight_layout), so the panels do not move from frame to frame.
+        """
         widths = [self.padded.shape[1], self.weight.shape[1], self.out.shape[1]]
-        height = max(self.padded.shape[0], self.weight.shape[0], self.out.shape[0])
-        fig, axes = plt.subplots(
-            1, 3, figsize=(CELL_INCHES * (sum(widths) + 4), CELL_INCHES * (height + 2.2)),
-            gridspec_kw={"width_ratios": widths}, dpi=dpi,
-        )
+        rows = max(self.padded.shape[0], self.weight.shape[0], self.out.shape[0])
+        gap, side, top, bottom = 0.6, 0.15, 0.7, 0.1  # inches
+        grids = CELL_INCHES * sum(widths)
+        fig_w, fig_h = grids + 2 * gap + 2 * side, CELL_INCHES * rows + top + bottom
+        fig, axes = plt.subplots(1, 3, figsize=(fig_w, fig_h), dpi=dpi,
+                                 gridspec_kw={"width_ratios": widths})
+        fig.subplots_adjust(left=side / fig_w, right=1 - side / fig_w, bottom=bottom / fig_h,
+                            top=1 - top / fig_h, wspace=gap / (grids / 3))
         return fig, axes
+
+    @staticmethod
+    def title(fig: Figure, text: str):
+        """Write ``text`` along the top edge of ``fig``, above the panel titles."""
+        return fig.suptitle(text, fontsize=9, y=1 - 0.12 / fig.get_figheight(), va="top")
 
 
 def _boxes_on_top(*axes: Axes) -> None:
@@ -177,10 +183,7 @@ def window_figure(x, weight, *, at: tuple[int, int] = (0, 0), stride: Pair = 1,
     fig, axes = window.figure()
     window.draw(axes, *at)
     if arithmetic:
-        fig.suptitle(window.arithmetic(*at), fontsize=9)
-        window.leave_room_for_title(fig)
-    else:
-        fig.tight_layout()
+        window.title(fig, window.arithmetic(*at))
     plt.close(fig)
     return fig
 
@@ -196,7 +199,7 @@ def sliding_window_animation(x, weight, *, stride: Pair = 1, padding: Pair = 0,
     window = _Window(x, weight, stride, padding, dilation)
     fig, axes = window.figure(dpi=dpi)
     out_w = window.out.shape[1]
-    title = fig.suptitle("", fontsize=9)
+    title = window.title(fig, "")
 
     def update(frame: int) -> None:
         i, j = divmod(frame, out_w)
@@ -204,7 +207,6 @@ def sliding_window_animation(x, weight, *, stride: Pair = 1, padding: Pair = 0,
         title.set_text(window.arithmetic(i, j))
 
     update(0)
-    window.leave_room_for_title(fig)
     anim = FuncAnimation(fig, update, frames=window.out.numel(), interval=interval, repeat=True)
     plt.close(fig)
     return anim

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 
@@ -59,3 +60,21 @@ def test_a_rebuild_with_nothing_changed_reuses_the_execution_cache(built_book):
     assert "Executing" not in log
     cached = set(re.findall(r"book/(\S+)\.md: Using cached notebook", log))
     assert cached == set(toc_pages())
+
+
+def test_a_change_to_the_shared_package_reruns_the_pages(tmp_path):
+    package = tmp_path / "package"
+    package.mkdir()
+    (package / "helpers.py").write_text("# a figure helper\n")
+    book = scratch_book(tmp_path, "```{code-cell} ipython3\n1 + 1\n```\n")
+
+    def build():
+        result = make("book", f"BOOK={book}", f"PACKAGE={package}")
+        assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+        return result.stdout + result.stderr
+
+    assert "Executing" in build()
+    assert "Executing" not in build()  # nothing changed: the cache answers
+    helper = package / "helpers.py"
+    os.utime(helper, (helper.stat().st_atime, helper.stat().st_mtime + 10))
+    assert "Executing" in build()  # the package changed: pages run again
