@@ -3,7 +3,7 @@
 Every helper asks PyTorch what happens (``F.conv2d``, ``F.pad``, ``F.unfold``, autograd) and
 draws that, so a picture cannot disagree with the layer. Figures come back closed; the
 animation comes back as a :class:`~matplotlib.animation.FuncAnimation` whose figure is closed,
-ready for ``IPython.display.HTML(anim.to_jshtml())``.
+ready for :class:`convcourse.player.Player`.
 """
 
 from __future__ import annotations
@@ -194,7 +194,7 @@ def sliding_window_animation(x, weight, *, stride: Pair = 1, padding: Pair = 0,
     """Animate the window over ``x`` (padded if asked), filling ``out`` one cell per frame.
 
     One frame per output position, in reading order; each frame writes its multiply-and-sum.
-    Show it with ``IPython.display.HTML(anim.to_jshtml())``.
+    Show it with ``convcourse.player.Player(anim)``.
     """
     window = _Window(x, weight, stride, padding, dilation)
     fig, axes = window.figure(dpi=dpi)
