@@ -105,8 +105,6 @@ def group_connectivity_figure(
                       linewidth=2.0) for g in range(groups)]
         draw_grid(ax, linked.astype(float), cmap="Blues", vmin=0, vmax=1.4, labels=False,
                   boxes=blocks)
-        for patch in ax.patches:  # lift the outlines above the white cell borders
-            patch.set_zorder(3)
         shape = (out_channels, in_channels // groups)
         ax.set_title(f"groups={groups}\nweight {shape + ('kH', 'kW')}".replace("'", ""),
                      fontsize=10)

@@ -60,8 +60,6 @@ def dilated_taps_figure(kernel_size: int = 3, dilations: Sequence[int] = (1, 2, 
             vmax=2 * kernel_size**2,
             boxes=[Box(int(r), int(c), linewidth=2) for r, c in taps.nonzero()],
         )
-        for patch in ax.patches:  # outlines above the white cell borders
-            patch.set_zorder(3)
         ax.set_anchor("S")
     fig.tight_layout()
     plt.close(fig)
@@ -129,8 +127,6 @@ def receptive_field_figure(
                 vmax=field.max().item(),
                 boxes=[Box(int(rows.min()), int(cols.min()), height, width, linewidth=2.5)],
             )
-            for patch in ax.patches:  # outlines above the white cell borders
-                patch.set_zorder(3)
             for spine in ax.spines.values():  # the outline of the whole input
                 spine.set_visible(True)
                 spine.set_color("#999999")

@@ -103,6 +103,13 @@ def draw_grid(
     return ax
 
 
+def write_between(axes: Sequence[matplotlib.axes.Axes], symbols: Iterable[str]) -> None:
+    """Write each symbol just right of one panel, between it and the next (``x ⋆ w = out``)."""
+    for left, symbol in zip(axes[:-1], symbols, strict=False):
+        left.annotate(symbol, xy=(1.0, 0.5), xycoords="axes fraction", xytext=(6, 0),
+                      textcoords="offset points", ha="left", va="center", fontsize=16)
+
+
 def grid_figure(
     arrays: Sequence,
     titles: Sequence[str] | None = None,
@@ -128,9 +135,7 @@ def grid_figure(
     titles = titles or [None] * len(arrays)
     for ax, array, title in zip(axes[0], arrays, titles, strict=True):
         draw_grid(ax, array, title=title, **grid_options)
-    for left, symbol in zip(axes[0][:-1], between or [], strict=False):
-        left.annotate(symbol, xy=(1.0, 0.5), xycoords="axes fraction", xytext=(8, 0),
-                      textcoords="offset points", ha="left", va="center", fontsize=16)
+    write_between(axes[0], between or [])
     fig.tight_layout()
     plt.close(fig)
     return fig

@@ -88,8 +88,6 @@ def padded_border_figure(
             vmax=float(grid.max()),
             boxes=[Box(top, left, grid.shape[0], grid.shape[1])],
         )
-        for patch in ax.patches:  # outlines above the white cell borders
-            patch.set_zorder(3)
     fig.tight_layout()
     plt.close(fig)
     return fig

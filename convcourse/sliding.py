@@ -20,7 +20,14 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from convcourse.grids import ACCENT_COLOR, CELL_INCHES, WINDOW_COLOR, Box, draw_grid
+from convcourse.grids import (
+    ACCENT_COLOR,
+    CELL_INCHES,
+    WINDOW_COLOR,
+    Box,
+    draw_grid,
+    write_between,
+)
 
 Pair = int | tuple[int, int]
 
@@ -134,10 +141,7 @@ class _Window:
         draw_grid(axes[1], self.weight, title="weight", cmap="Oranges")
         draw_grid(axes[2], out, title="out", fmt=_Labels(), shade=out.isnan(),
                   boxes=[Box(i, j)], vmin=self.out.min().item(), vmax=self.out.max().item())
-        _boxes_on_top(*axes)
-        for left, symbol in zip(axes[:2], "⋆=", strict=True):
-            left.annotate(symbol, xy=(1.0, 0.5), xycoords="axes fraction", xytext=(6, 0),
-                          textcoords="offset points", ha="left", va="center", fontsize=16)
+        write_between(axes, "⋆=")
 
     def figure(self, dpi: float | None = None) -> tuple[Figure, np.ndarray]:
         """An empty figure with three panels, laid out so that every cell is CELL_INCHES wide.
@@ -159,13 +163,6 @@ class _Window:
     def title(fig: Figure, text: str):
         """Write ``text`` along the top edge of ``fig``, above the panel titles."""
         return fig.suptitle(text, fontsize=9, y=1 - 0.12 / fig.get_figheight(), va="top")
-
-
-def _boxes_on_top(*axes: Axes) -> None:
-    """Lift the outlined boxes above the white cell borders, which would hide half their edge."""
-    for ax in axes:
-        for patch in ax.patches:
-            patch.set_zorder(3)
 
 
 def _number(value: float) -> str:
@@ -235,7 +232,6 @@ def window_positions_figure(height: int, width: int, kernel_size: Pair,
         if taps.shape[1] > 1:
             boxes.append(_extent(taps[0, 1], ACCENT_COLOR))
         draw_grid(ax, marked, cmap="Oranges", vmin=0, vmax=2.5, labels=False, boxes=boxes)
-        _boxes_on_top(ax)
         ax.set_title(f"stride={stride}: {starts.shape[0]}×{starts.shape[1]} windows", fontsize=10)
     fig.tight_layout()
     plt.close(fig)
@@ -290,7 +286,6 @@ def unread_cells_figure(height: int, width: int, kernel_size: Pair, *, stride: P
     fig, ax = plt.subplots(figsize=(CELL_INCHES * (cols + 1.5), CELL_INCHES * (rows + 1.8)))
     draw_grid(ax, counts, cmap="Greens", vmin=0, shade=pad_mask if pad_mask.any() else None,
               boxes=unread)
-    _boxes_on_top(ax)
     ax.set_title(f"windows reading each cell\n(k={kernel_size}, s={stride}, p={padding})",
                  fontsize=10)
     fig.tight_layout()
