@@ -6,6 +6,7 @@ respect to the input marks exactly the input cells that the output cell reads.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
@@ -81,8 +82,11 @@ def receptive_field(
     x = torch.zeros(1, 1, size, size, dtype=torch.float64, requires_grad=True)
     weight = torch.ones(1, 1, kernel_size, kernel_size, dtype=torch.float64)
     out = x
-    for d in dilations:
-        out = F.conv2d(out, weight, padding="same", dilation=d)
+    with warnings.catch_warnings():
+        # An even kernel pads unevenly; PyTorch notes that this costs a padded copy. Fine here.
+        warnings.filterwarnings("ignore", message="Using padding='same'", category=UserWarning)
+        for d in dilations:
+            out = F.conv2d(out, weight, padding="same", dilation=d)
     out[0, 0, size // 2, size // 2].backward()
     return x.grad[0, 0].round().long()
 

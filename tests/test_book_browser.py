@@ -36,8 +36,9 @@ def browser(tmp_path_factory):
         "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
         "--no-first-run", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--disable-quic", "--window-size=1280,1600",
-        # No network: every host name fails to resolve, and no proxy is used.
-        "--host-resolver-rules=MAP * ~NOTFOUND", "--no-proxy-server",
+        # No network: every host name fails to resolve, and every request, even to a literal
+        # address, goes to a proxy on a closed local port. Only file: and data: URLs load.
+        "--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=http://127.0.0.1:9",
         f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
     ):
         options.add_argument(flag)
