@@ -1,0 +1,91 @@
+"""The grid of conv2d cases that hidden tests (and the grader) run: every parameter, and each
+awkward case, with seeded random inputs so that every run checks the same numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from convcourse.reference import PAD_MODES, Conv2dCase, Size
+
+
+@dataclass(frozen=True)
+class Spec:
+    """The shape of one case: ``x`` is ``(n, c_in, h, w)`` (unbatched when ``n`` is None)."""
+
+    n: int | None
+    c_in: int
+    h: int
+    w: int
+    c_out: int
+    kernel_size: Size
+    stride: Size = 1
+    padding: Size | str = 0
+    dilation: Size = 1
+    groups: int = 1
+    bias: bool = True
+
+
+#: One line per awkward case the tests must cover.
+SPECS = {
+    "plain 3x3": Spec(2, 3, 7, 7, 4, 3),
+    "non-square input and kernel": Spec(1, 2, 6, 9, 3, (2, 3)),
+    "1x1 kernel": Spec(2, 5, 4, 3, 2, 1),
+    "stride pair": Spec(2, 2, 9, 8, 3, 3, stride=(2, 1), padding=1),
+    "stride does not divide": Spec(1, 1, 8, 10, 2, 3, stride=3),
+    "padding pair": Spec(1, 2, 5, 6, 2, 3, padding=(2, 0)),
+    "dilation with padding": Spec(1, 2, 10, 9, 2, 3, padding=2, dilation=2),
+    "dilation pair with stride": Spec(1, 1, 11, 12, 2, (3, 2), stride=2, padding=(1, 2),
+                                      dilation=(2, 3), bias=False),
+    "groups": Spec(2, 4, 6, 6, 6, 3, padding=1, groups=2),
+    "depthwise": Spec(1, 4, 7, 5, 4, 3, padding=1, groups=4),
+    "depthwise, multiplier 2": Spec(1, 3, 5, 6, 6, (3, 1), groups=3, bias=False),
+    "bias None": Spec(2, 3, 6, 5, 2, 2, bias=False),
+    "'valid'": Spec(1, 2, 6, 6, 3, 3, padding="valid"),
+    "'same', odd kernel": Spec(1, 2, 6, 7, 3, 3, padding="same"),
+    "'same', even kernel": Spec(1, 2, 6, 7, 3, (4, 2), padding="same"),
+    "'same' with dilation": Spec(1, 2, 8, 8, 2, 3, padding="same", dilation=(2, 1)),
+    "unbatched": Spec(None, 3, 6, 5, 2, 3, padding=1),
+}
+#: The specs whose padding is also tried with every padding_mode (inputs big enough to reflect).
+PADDED = ["stride pair", "padding pair", "dilation with padding", "'same', even kernel",
+          "unbatched"]
+
+
+def make_case(spec: Spec, *, generator: torch.Generator, dtype=torch.float64, device="cpu",
+              padding_mode: str = "zeros") -> Conv2dCase:
+    """Draw one case's inputs for ``spec`` from ``generator``."""
+    k_h, k_w = (spec.kernel_size,) * 2 if isinstance(spec.kernel_size, int) else spec.kernel_size
+    x_shape = (spec.c_in, spec.h, spec.w) if spec.n is None else (spec.n, spec.c_in, spec.h,
+                                                                  spec.w)
+
+    def draw(*shape):
+        return torch.randn(*shape, generator=generator, dtype=torch.float64).to(device, dtype)
+
+    return Conv2dCase(
+        x=draw(*x_shape),
+        weight=draw(spec.c_out, spec.c_in // spec.groups, k_h, k_w),
+        bias=draw(spec.c_out) if spec.bias else None,
+        stride=spec.stride, padding=spec.padding, dilation=spec.dilation, groups=spec.groups,
+        padding_mode=padding_mode,
+    )
+
+
+def conv2d_cases(seed: int = 0, *, dtypes=(torch.float64, torch.float32), devices=None,
+                 padding_modes=tuple(PAD_MODES)) -> list[Conv2dCase]:
+    """Every spec, in every dtype and on every device (CUDA too when present), plus the
+    padded specs in every padding mode; the same list for the same seed."""
+    if devices is None:
+        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    generator = torch.Generator().manual_seed(seed)
+    cases = []
+    for device in devices:
+        for dtype in dtypes:
+            for name, spec in SPECS.items():
+                modes = padding_modes if name in PADDED else ("zeros",)
+                for mode in modes:
+                    cases.append(make_case(spec, generator=generator, dtype=dtype, device=device,
+                                           padding_mode=mode))
+    return cases

@@ -1,0 +1,87 @@
+"""Catch a graded function that calls a library convolution instead of computing one.
+
+Reading the source is easy to fool (``getattr(F, "con" + "v2d")``), so the guard watches the
+operators that actually run: a :class:`~torch.utils._python_dispatch.TorchDispatchMode` sees
+every ATen operator PyTorch dispatches (``F.conv2d``, ``nn.Conv2d``, ``torch.convolution`` and
+the cuDNN/oneDNN kernels all pass through one), and SciPy's correlate/convolve functions are
+wrapped while the guard is active.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import re
+import sys
+
+from torch.utils._python_dispatch import TorchDispatchMode
+
+#: ATen operators that compute a convolution (any variant, forward or backward).
+CONVOLUTION_OP = re.compile(
+    r"^aten\.(_?convolution|conv\w*|cudnn_convolution\w*|mkldnn_convolution\w*|miopen_\w*conv\w*"
+    r"|_?slow_conv\w*|thnn_conv\w*|_nnpack_spatial_convolution\w*|_conv_depthwise2d\w*)\."
+)
+#: SciPy functions that compute a correlation or convolution, by module.
+SCIPY_FUNCTIONS = {
+    "scipy.signal": ["correlate", "correlate2d", "convolve", "convolve2d", "fftconvolve",
+                     "oaconvolve", "choose_conv_method"],
+    "scipy.ndimage": ["correlate", "convolve", "correlate1d", "convolve1d"],
+}
+
+
+class LibraryConvolutionError(RuntimeError):
+    """Raised inside a guarded call at the moment it uses a library convolution."""
+
+
+class _OperatorWatch(TorchDispatchMode):
+    def __init__(self, seen: list[str]):
+        super().__init__()
+        self.seen = seen
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = str(func)
+        if CONVOLUTION_OP.match(name):
+            self.seen.append(name)
+            raise LibraryConvolutionError(f"{name} is a library convolution")
+        return func(*args, **(kwargs or {}))
+
+
+@contextlib.contextmanager
+def _scipy_watch(seen: list[str]):
+    """Wrap SciPy's convolutions for the duration, where the learner's code could reach them."""
+    patched = []
+    for module_name, names in SCIPY_FUNCTIONS.items():
+        if module_name.split(".")[0] not in sys.modules:
+            continue  # SciPy was never imported: nothing can call it without importing it
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        for name in names:
+            original = getattr(module, name, None)
+            if original is None:
+                continue
+
+            def forbidden(*args, _name=f"{module_name}.{name}", **kwargs):
+                seen.append(_name)
+                raise LibraryConvolutionError(f"{_name} is a library convolution")
+
+            setattr(module, name, forbidden)
+            patched.append((module, name, original))
+    try:
+        yield
+    finally:
+        for module, name, original in patched:
+            setattr(module, name, original)
+
+
+@contextlib.contextmanager
+def library_convolutions():
+    """Record (and refuse) every library convolution used inside the block.
+
+    Yields the list of what was used, e.g. ``['aten.convolution.default']``; it stays filled
+    even when the code inside caught the :class:`LibraryConvolutionError`.
+    """
+    seen: list[str] = []
+    with _scipy_watch(seen), _OperatorWatch(seen):
+        yield seen
