@@ -10,12 +10,17 @@ BOOK_ARGS ?=
 PACKAGE   ?= convcourse
 BUILD     := $(BOOK)/_build
 
-.PHONY: help venv book test lab clean
+# nbgrader reads autograder/nbgrader_config.py (the course layout) through this path.
+export JUPYTER_CONFIG_PATH := $(CURDIR)/autograder
+ASSIGNMENTS := $(notdir $(wildcard solutions/[0-9]*))
+
+.PHONY: help venv book test lab release clean
 
 help:
 	@echo "make book   build the HTML book into book/_build/html (warnings are errors)"
 	@echo "make test   run the whole test suite (builds the book, opens it in headless Chromium)"
 	@echo "make lab    open JupyterLab on the course (notebooks/, book/)"
+	@echo "make release  regenerate notebooks/ from solutions/ (nbgrader generate_assignment)"
 	@echo "make clean  remove builds and caches (keeps .venv)"
 
 # One environment for everything: the shared package, the book, nbgrader and the test tools.
@@ -42,6 +47,11 @@ test: $(STAMP)
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab
+
+# The learners' notebooks are generated, never edited: solution regions and hidden tests out.
+release: $(STAMP)
+	for a in $(ASSIGNMENTS); do \
+	  $(BIN)/nbgrader generate_assignment $$a --force --no-db || exit 1; done
 
 clean:
 	rm -rf book/_build .pytest_cache .ruff_cache

@@ -1,0 +1,30 @@
+"""nbgrader's configuration for this course, for the layout in the design:
+
+solutions/<assignment>/  instructor sources (solution regions, visible and hidden tests)
+notebooks/<assignment>/  what `nbgrader generate_assignment` makes of them (committed)
+autograder/...           submitted/, autograded/, feedback/, gradebook.db (git-ignored)
+
+nbgrader finds this file through JUPYTER_CONFIG_PATH=autograder (the Makefile sets it).
+"""
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent
+
+c = get_config()  # noqa: F821  (provided by nbgrader when it loads this file)
+
+c.CourseDirectory.course_id = "conv2d-course"
+c.CourseDirectory.root = str(ROOT)
+c.CourseDirectory.source_directory = "solutions"
+c.CourseDirectory.release_directory = "notebooks"
+c.CourseDirectory.submitted_directory = "autograder/submitted"
+c.CourseDirectory.autograded_directory = "autograder/autograded"
+c.CourseDirectory.feedback_directory = "autograder/feedback"
+c.CourseDirectory.solution_directory = "autograder/solution"
+c.CourseDirectory.source_with_tests_directory = "autograder/source_with_tests"
+c.CourseDirectory.db_url = f"sqlite:///{HERE / 'gradebook.db'}"
+
+# What a learner finds in place of each solution region.
+c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+c.Execute.timeout = 600
