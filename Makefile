@@ -10,17 +10,20 @@ BOOK_ARGS ?=
 PACKAGE   ?= convcourse
 BUILD     := $(BOOK)/_build
 
-# nbgrader reads autograder/nbgrader_config.py (the course layout) through this path.
+# nbgrader reads autograder/nbgrader_config.py (the course layout) through this path, and
+# runs tools of the environment (alembic) by name.
 export JUPYTER_CONFIG_PATH := $(CURDIR)/autograder
+export PATH := $(CURDIR)/$(BIN):$(PATH)
 ASSIGNMENTS := $(notdir $(wildcard solutions/[0-9]*))
 
-.PHONY: help venv book test lab release clean
+.PHONY: help venv book test lab release bench clean
 
 help:
 	@echo "make book   build the HTML book into book/_build/html (warnings are errors)"
 	@echo "make test   run the whole test suite (builds the book, opens it in headless Chromium)"
 	@echo "make lab    open JupyterLab on the course (notebooks/, book/)"
 	@echo "make release  regenerate notebooks/ from solutions/ (nbgrader generate_assignment)"
+	@echo "make bench  time the reference solutions against F.conv2d (medians, ratios)"
 	@echo "make clean  remove builds and caches (keeps .venv)"
 
 # One environment for everything: the shared package, the book, nbgrader and the test tools.
@@ -52,6 +55,9 @@ lab: $(STAMP)
 release: $(STAMP)
 	for a in $(ASSIGNMENTS); do \
 	  $(BIN)/nbgrader generate_assignment $$a --force --no-db || exit 1; done
+
+bench: $(STAMP)
+	cd tests && ../$(BIN)/python bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf book/_build .pytest_cache .ruff_cache

@@ -10,6 +10,15 @@ The book, the notebooks and the grader import this package; it imports none of t
 - ``channels``: per-channel partial sums and which channels each group connects.
 - ``player``: an animation as an HTML player that works with no network.
 
+For the assignments' tests and the grader:
+
+- ``reference``: one call of conv2d (:class:`Conv2dCase`) and what ``nn.Conv2d`` outputs for it.
+- ``cases``: the seeded grid of cases the hidden tests run (every parameter, every awkward case).
+- ``guard``: refuse library convolutions, seen at the operator level.
+- ``diagnose``: one sentence saying what is wrong with an output, naming common mistakes.
+- ``checks``: what the tests call: run a learner's function, compare, fail with that sentence.
+- ``module_checks``: the same for gradients and for ``ScratchConv2d`` against ``nn.Conv2d``.
+
 Every figure is computed with PyTorch (``F.conv2d``, ``F.pad``, autograd), so it cannot
 disagree with the layer it shows.
 """

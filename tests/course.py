@@ -1,0 +1,117 @@
+"""Run the real nbgrader on a scratch copy of the course, the way an instructor would."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+from nbgrader.api import Gradebook
+
+ROOT = Path(__file__).resolve().parents[1]
+SOLUTIONS = ROOT / "solutions"
+NOTEBOOKS = ROOT / "notebooks"
+NBGRADER = Path(sys.executable).parent / "nbgrader"
+
+
+def assignments() -> list[str]:
+    return sorted(p.name for p in SOLUTIONS.iterdir() if p.is_dir()) if SOLUTIONS.is_dir() else []
+
+
+def nbgrader(*args: str, root: Path | None = None) -> subprocess.CompletedProcess:
+    """``nbgrader ARGS`` with the course's configuration, in ``root`` if given."""
+    where = [] if root is None else [f"--CourseDirectory.root={root}",
+                                     f"--CourseDirectory.db_url=sqlite:///{root}/gradebook.db"]
+    return subprocess.run(
+        [NBGRADER, *args, *where], cwd=root or ROOT, capture_output=True, text=True, check=False,
+        env={**os.environ, "JUPYTER_CONFIG_PATH": str(ROOT / "autograder"),
+             # nbgrader runs its database migrations with the `alembic` command
+             "PATH": f"{NBGRADER.parent}{os.pathsep}{os.environ.get('PATH', '')}"},
+    )
+
+
+def answer_cells(notebook) -> dict[str, nbformat.NotebookNode]:
+    """The notebook's answer cells by grade_id (the function or class each one defines)."""
+    return {c.metadata["nbgrader"]["grade_id"]: c for c in notebook.cells
+            if c.metadata.get("nbgrader", {}).get("solution")}
+
+
+class ScratchCourse:
+    """A course folder under ``root`` holding one released assignment and its gradebook."""
+
+    def __init__(self, root: Path, assignment: str):
+        self.root, self.assignment = root, assignment
+        shutil.copytree(SOLUTIONS / assignment, root / "solutions" / assignment)
+        result = nbgrader("generate_assignment", assignment, "--force", root=root)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+    def released(self) -> dict[str, nbformat.NotebookNode]:
+        folder = self.root / "notebooks" / self.assignment
+        return {p.stem: nbformat.read(p, as_version=4) for p in sorted(folder.glob("*.ipynb"))}
+
+    def source(self) -> dict[str, nbformat.NotebookNode]:
+        folder = self.root / "solutions" / self.assignment
+        return {p.stem: nbformat.read(p, as_version=4) for p in sorted(folder.glob("*.ipynb"))}
+
+    def submit(self, student: str, notebooks: dict[str, nbformat.NotebookNode]) -> None:
+        folder = self.root / "autograder" / "submitted" / student / self.assignment
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, notebook in notebooks.items():
+            nbformat.write(notebook, folder / f"{name}.ipynb")
+
+    def autograde(self) -> subprocess.CompletedProcess:
+        return nbgrader("autograde", self.assignment, "--force", root=self.root)
+
+    def score(self, student: str) -> tuple[float, float]:
+        with Gradebook(f"sqlite:///{self.root}/gradebook.db") as gradebook:
+            submission = gradebook.find_submission(self.assignment, student)
+            return submission.score, submission.max_score
+
+    def feedback(self, student: str) -> str:
+        """Everything the autograded notebooks show: outputs, errors and their messages."""
+        folder = self.root / "autograder" / "autograded" / student / self.assignment
+        parts = []
+        for path in sorted(folder.glob("*.ipynb")):
+            for cell in nbformat.read(path, as_version=4).cells:
+                for output in cell.get("outputs", []):
+                    parts += [output.get("text", ""), output.get("evalue", "")]
+        return "\n".join(parts)
+
+
+def definitions(path: Path) -> dict:
+    """A notebook's imports, functions, classes and literal constants, run without the rest.
+
+    Test cells and everything else (timings, demonstrations) are skipped, so the result is the
+    notebook's code as a module: ``definitions(p)["conv2d_numpy"]``.
+    """
+    import ast
+
+    namespace: dict = {"__name__": f"notebook_{path.stem}"}
+    for cell in nbformat.read(path, as_version=4).cells:
+        if cell.cell_type != "code" or cell.metadata.get("nbgrader", {}).get("grade"):
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:
+            continue  # IPython syntax (magics): not a definition
+        keep = []
+        for node in tree.body:
+            literal = isinstance(node, ast.Assign) and _is_literal(node.value)
+            if literal or isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef,
+                                            ast.ClassDef)):
+                keep.append(node)
+        exec(compile(ast.Module(keep, []), str(path), "exec"), namespace)  # noqa: S102
+    return namespace
+
+
+def _is_literal(node) -> bool:
+    import ast
+
+    try:
+        ast.literal_eval(node)
+        return True
+    except ValueError:
+        return False
