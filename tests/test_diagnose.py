@@ -1,24 +1,22 @@
-"""Feedback names the mistake: every file of the corpus in tests/mistakes/ gets its sentence,
+"""Feedback names the mistake: every mistake of the corpus (tests/mistakes/) gets its sentence,
 a correct output is never blamed, and odd returns get a plain sentence, never a traceback."""
 
 from __future__ import annotations
 
 import ast
-import importlib.util
 import inspect
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from mistakes import corpus
 
 from convcourse.cases import conv2d_cases
 from convcourse.checks import check_conv2d, check_conv2d_cases
 from convcourse.diagnose import MISTAKES, close, diagnose, mistake_outputs
 from convcourse.reference import Conv2dCase, reference_conv2d
 
-MISTAKES_DIR = Path(__file__).parent / "mistakes"
-CORPUS = sorted(MISTAKES_DIR.glob("*.py"))
+CORPUS = sorted(corpus.MISTAKES)
 CASES = conv2d_cases(0)
 CPU_FLOAT64 = [c for c in CASES if c.x.dtype == torch.float64 and c.x.device.type == "cpu"]
 #: Every mistake the feedback promises to name has a file in the corpus.
@@ -40,13 +38,6 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def load(path: Path):
-    spec = importlib.util.spec_from_file_location(f"mistake_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def inputs(case: dict):
     """The corpus file's case as NumPy arrays (seeded) and check_conv2d's keyword arguments."""
     rng = np.random.default_rng(0)
@@ -59,48 +50,48 @@ def inputs(case: dict):
     return x, weight, bias, arguments
 
 
-def test_the_corpus_has_a_file_per_promised_mistake():
-    assert REQUIRED <= {path.stem for path in CORPUS}
+def test_the_corpus_has_every_promised_mistake():
+    assert REQUIRED <= set(CORPUS)
 
 
-@pytest.mark.parametrize("path", CORPUS, ids=[p.stem for p in CORPUS])
-def test_each_corpus_file_is_self_contained_numpy(path):
-    tree = ast.parse(path.read_text())
+@pytest.mark.parametrize("name", CORPUS)
+def test_each_submission_is_self_contained_numpy(name):
+    tree = ast.parse(corpus.source(name))
     imported = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             imported |= {alias.name.split(".")[0] for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
             imported.add(node.module.split(".")[0])
-    assert imported == {"numpy"}, f"{path.name} imports {sorted(imported)}: numpy only"
-    module = load(path)
-    parameters = inspect.signature(module.conv2d_numpy).parameters
+    assert imported == {"numpy"}, f"{name} imports {sorted(imported)}: numpy only"
+    parameters = inspect.signature(corpus.load(name)["conv2d_numpy"]).parameters
     assert [(p.name, p.default) for p in parameters.values()] == [
         ("x", inspect.Parameter.empty), ("weight", inspect.Parameter.empty), ("bias", None),
         ("stride", 1), ("padding", 0), ("dilation", 1), ("groups", 1),
         ("padding_mode", "zeros")]
-    assert module.FEEDBACK is None or (isinstance(module.FEEDBACK, str) and module.FEEDBACK)
-    assert set(module.CASE) <= CASE_KEYS and {"x_shape", "weight_shape", "bias"} <= set(
-        module.CASE)
+    mistake = corpus.MISTAKES[name]
+    assert mistake.feedback is None or (isinstance(mistake.feedback, str) and mistake.feedback)
+    assert set(mistake.case) <= CASE_KEYS and {"x_shape", "weight_shape", "bias"} <= set(
+        mistake.case)
 
 
-@pytest.mark.parametrize("path", CORPUS, ids=[p.stem for p in CORPUS])
-def test_each_mistake_gets_its_feedback(path):
-    module = load(path)
-    x, weight, bias, arguments = inputs(module.CASE)
-    if module.FEEDBACK is None:
-        check_conv2d(module.conv2d_numpy, x, weight, bias, **arguments)
+@pytest.mark.parametrize("name", CORPUS)
+def test_each_mistake_gets_its_feedback(name):
+    mistake, conv2d_numpy = corpus.MISTAKES[name], corpus.load(name)["conv2d_numpy"]
+    x, weight, bias, arguments = inputs(mistake.case)
+    if mistake.feedback is None:
+        check_conv2d(conv2d_numpy, x, weight, bias, **arguments)
         return
     with pytest.raises(AssertionError) as failure:
-        check_conv2d(module.conv2d_numpy, x, weight, bias, **arguments)
+        check_conv2d(conv2d_numpy, x, weight, bias, **arguments)
     message = str(failure.value)
-    assert module.FEEDBACK in message, f"{path.name}: {message}"
+    assert mistake.feedback in message, f"{name}: {message}"
     assert "\n" not in message and "Traceback" not in message
 
 
 def test_the_control_passes_the_whole_grid():
-    control = load(MISTAKES_DIR / "correct.py")
-    check_conv2d_cases(control.conv2d_numpy, conv2d_cases(0, devices=["cpu"]), kind="numpy")
+    control = corpus.load("correct")["conv2d_numpy"]
+    check_conv2d_cases(control, conv2d_cases(0, devices=["cpu"]), kind="numpy")
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.describe() for c in CASES])
