@@ -11,4 +11,5 @@ def test_make_bench_reports_every_implementation_and_its_ratio():
     rows = [line for line in result.stdout.splitlines() if line.startswith("example")]
     assert len(rows) == 3
     for row in rows:
-        assert re.search(r"numpy \d+\.\d+x \(<= 2\.5x\), torch \d+\.\d+x \(<= 1\.5x\)", row), row
+        # Timings and ratios for both implementations; no target: it is set for larger layers.
+        assert re.search(r"(\s+\d+\.\d+ ms){3}\s+numpy \d+\.\d+x, torch \d+\.\d+x$", row), row
