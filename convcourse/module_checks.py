@@ -15,19 +15,12 @@ import warnings
 from collections.abc import Callable, Iterable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from convcourse.cases import PADDED, SPECS
 from convcourse.checks import _call, _name
 from convcourse.diagnose import close, diagnose
-from convcourse.reference import (
-    PAD_MODES,
-    Conv2dCase,
-    as_tensor,
-    exact_float32,
-    explicit_padding,
-)
+from convcourse.reference import PAD_MODES, Conv2dCase, as_tensor, conv2d_forward, exact_float32
 
 #: Seed of the random ``grad_output`` that the gradient checks backpropagate.
 GRAD_SEED = 0
@@ -49,18 +42,6 @@ def _grad_output(shape, like: torch.Tensor, seed: int = GRAD_SEED) -> torch.Tens
     generator = torch.Generator().manual_seed(seed)
     return torch.randn(shape, generator=generator, dtype=torch.float64).to(like.device,
                                                                           like.dtype)
-
-
-def reference_forward(case: Conv2dCase, x, weight, bias=None) -> torch.Tensor:
-    """``nn.Conv2d``'s output for ``case``'s arguments on these tensors, differentiably."""
-    with exact_float32(), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Using padding='same'", category=UserWarning)
-        if case.padding_mode == "zeros":
-            return F.conv2d(x, weight, bias, **case.arguments(padding_mode=False))
-        batched = x if x.dim() == 4 else x.unsqueeze(0)
-        padded = F.pad(batched, explicit_padding(case), mode=PAD_MODES[case.padding_mode])
-        out = F.conv2d(padded, weight, bias, case.stride, 0, case.dilation, case.groups)
-        return out if x.dim() == 4 else out.squeeze(0)
 
 
 def _named(fn: Callable, name: str) -> Callable:
@@ -110,7 +91,7 @@ def gradient_problem(fn: Callable, case: Conv2dCase, *, seed: int = GRAD_SEED) -
     leaves = {name: t.requires_grad_() for name, t in zip(NAMES, case.inputs("torch"),
                                                            strict=True) if t is not None}
     refs = {name: t.detach().clone().requires_grad_() for name, t in leaves.items()}
-    expected_out = reference_forward(case, refs["x"], refs["weight"], refs.get("bias"))
+    expected_out = conv2d_forward(case, refs["x"], refs["weight"], refs.get("bias"))
     grad_output = _grad_output(expected_out.shape, expected_out, seed)
     expected = dict(zip(refs, torch.autograd.grad(expected_out, list(refs.values()),
                                                   grad_output), strict=True))
@@ -170,7 +151,7 @@ def check_conv2d_meta(fn: Callable, x, weight, bias=None, **arguments) -> None:
     case = Conv2dCase(*(None if t is None else as_tensor(t).detach().to("meta")
                         for t in (x, weight, bias)), **arguments)
     call = f"{_name(fn)}({case.describe()})"
-    expected = reference_forward(case, *case.inputs("torch"))
+    expected = conv2d_forward(case, *case.inputs("torch"))
 
     def on_meta(*args, **kwargs):
         try:

@@ -113,10 +113,9 @@ def exact_float32():
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
-def reference_conv2d(case: Conv2dCase) -> torch.Tensor:
-    """What ``nn.Conv2d`` with these arguments and weights outputs for ``case.x``."""
-    x, weight, bias = case.inputs()
-    with exact_float32(), torch.no_grad(), warnings.catch_warnings():
+def conv2d_forward(case: Conv2dCase, x, weight, bias=None) -> torch.Tensor:
+    """``nn.Conv2d``'s forward with ``case``'s arguments on these tensors (differentiable)."""
+    with exact_float32(), warnings.catch_warnings():
         # 'same' with an even kernel pads unevenly; PyTorch notes it costs a copy. Fine here.
         warnings.filterwarnings("ignore", message="Using padding='same'", category=UserWarning)
         if case.padding_mode == "zeros":
@@ -125,3 +124,9 @@ def reference_conv2d(case: Conv2dCase) -> torch.Tensor:
         padded = F.pad(batched, explicit_padding(case), mode=PAD_MODES[case.padding_mode])
         out = F.conv2d(padded, weight, bias, case.stride, 0, case.dilation, case.groups)
         return out if x.dim() == 4 else out.squeeze(0)
+
+
+def reference_conv2d(case: Conv2dCase) -> torch.Tensor:
+    """What ``nn.Conv2d`` with these arguments and weights outputs for ``case.x``."""
+    with torch.no_grad():
+        return conv2d_forward(case, *case.inputs())

@@ -5,7 +5,13 @@ import torch
 from torch import nn
 
 from convcourse.cases import PADDED, SPECS, conv2d_cases
-from convcourse.reference import PAD_MODES, Conv2dCase, explicit_padding, reference_conv2d
+from convcourse.reference import (
+    PAD_MODES,
+    Conv2dCase,
+    conv2d_forward,
+    explicit_padding,
+    reference_conv2d,
+)
 
 CASES = conv2d_cases(seed=0)
 
@@ -24,6 +30,23 @@ def test_reference_is_what_nn_conv2d_outputs(case):
     out = reference_conv2d(case)
     assert out.dtype == case.x.dtype and out.shape == expected.shape
     assert torch.equal(out, expected)
+
+
+@pytest.mark.parametrize("mode", PAD_MODES)
+def test_the_differentiable_forward_has_nn_conv2d_gradients(mode):
+    case = next(c for c in CASES if c.padding_mode == mode and c.x.dtype == torch.float64)
+    conv = nn.Conv2d(case.x.shape[-3], case.weight.shape[0], tuple(case.weight.shape[-2:]),
+                     case.stride, case.padding, case.dilation, case.groups,
+                     bias=case.bias is not None, padding_mode=mode, dtype=torch.float64)
+    x, weight, bias = (t.requires_grad_() if t is not None else None for t in case.inputs())
+    with torch.no_grad():
+        conv.weight.copy_(weight)
+        if bias is not None:
+            conv.bias.copy_(bias)
+    x_module = x.detach().clone().requires_grad_()
+    conv(x_module).square().sum().backward()
+    conv2d_forward(case, x, weight, bias).square().sum().backward()
+    assert torch.allclose(x.grad, x_module.grad) and torch.allclose(weight.grad, conv.weight.grad)
 
 
 def test_the_grid_covers_every_awkward_case():
