@@ -45,13 +45,24 @@ def _call(fn: Callable, *args, **kwargs):
     return result
 
 
+def call_text(fn: Callable, args: tuple = (), kwargs: dict | None = None) -> str:
+    """How a call reads in feedback: ``name(arg, ..., key=value)``."""
+    shown = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in (kwargs or {}).items()]
+    return f"{_name(fn)}({', '.join(shown)})"
+
+
+def located(call: str, problem: str) -> str:
+    """``problem`` prefixed by the call it happened in (not for an unwritten function)."""
+    return problem if "is not written yet" in problem else f"{call}: {problem}"
+
+
 @contextlib.contextmanager
 def _about(call: str):
     """Say which call a failure inside the block happened in."""
     try:
         yield
     except AssertionError as failure:
-        raise AssertionError(f"{call}: {failure}") from None
+        raise AssertionError(located(call, str(failure))) from None
 
 
 def run_case(fn: Callable, case: Conv2dCase, *, kind: str, padding_mode: bool = True) -> None:
@@ -173,8 +184,7 @@ def expected_output_shape(input_shape, out_channels, kernel_size, stride=1, padd
 def check_output_shape(fn: Callable, input_shape, out_channels, kernel_size, **arguments) -> None:
     """Check ``fn`` against the shape ``nn.Conv2d`` produces, or its refusal (``ValueError``)."""
     expected = expected_output_shape(input_shape, out_channels, kernel_size, **arguments)
-    call = f"{_name(fn)}({tuple(input_shape)}, {out_channels}, {kernel_size!r}" + "".join(
-        f", {k}={v!r}" for k, v in arguments.items()) + ")"
+    call = call_text(fn, (tuple(input_shape), out_channels, kernel_size), arguments)
     if isinstance(expected, Exception):
         try:
             got = fn(input_shape, out_channels, kernel_size, **arguments)
@@ -196,8 +206,7 @@ def check_output_shape(fn: Callable, input_shape, out_channels, kernel_size, **a
 
 def check_equal(fn: Callable, expected, *args, **kwargs) -> None:
     """Check that ``fn(*args, **kwargs) == expected`` (weight shapes, parameter counts)."""
-    call = f"{_name(fn)}(" + ", ".join([*map(repr, args), *(
-        f"{k}={v!r}" for k, v in kwargs.items())]) + ")"
+    call = call_text(fn, args, kwargs)
     with _about(call):
         got = _call(fn, *args, **kwargs)
     if type(got) is not type(expected) or got != expected:

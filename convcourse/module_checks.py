@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from convcourse.cases import PADDED, SPECS
-from convcourse.checks import _call, _name
+from convcourse.checks import _call, _name, call_text, located
 from convcourse.diagnose import close, diagnose
 from convcourse.reference import PAD_MODES, Conv2dCase, as_tensor, conv2d_forward, exact_float32
 
@@ -31,11 +31,6 @@ INIT_SEED = 0
 INIT_SAMPLES = {"weight": 2000, "bias": 200}
 INIT_LAYERS = 8
 NAMES = ("x", "weight", "bias")
-
-
-def _located(call: str, problem: str) -> str:
-    """``problem`` prefixed by the call it happened in (unless the function is unwritten)."""
-    return problem if "is not written yet" in problem else f"{call}: {problem}"
 
 
 def _grad_output(shape, like: torch.Tensor, seed: int = GRAD_SEED) -> torch.Tensor:
@@ -117,7 +112,7 @@ def check_conv2d_gradients(fn: Callable, x, weight, bias=None, **arguments) -> N
     except AssertionError as failure:
         problem = str(failure)
     if problem:
-        raise AssertionError(_located(f"{_name(fn)}({case.describe()})", problem)) from None
+        raise AssertionError(located(f"{_name(fn)}({case.describe()})", problem)) from None
 
 
 def check_conv2d_gradient_cases(fn: Callable, cases: Iterable[Conv2dCase], *,
@@ -132,7 +127,7 @@ def check_conv2d_gradient_cases(fn: Callable, cases: Iterable[Conv2dCase], *,
         except AssertionError as failure:
             problem = str(failure)
         if problem:
-            failures.append(_located(f"{_name(fn)}({case.describe()})", problem))
+            failures.append(located(f"{_name(fn)}({case.describe()})", problem))
     if failures:
         listed = "\n- ".join(failures[:show])
         raise AssertionError(f"the gradients of {len(failures)} of {len(cases)} cases are "
@@ -167,7 +162,7 @@ def check_conv2d_meta(fn: Callable, x, weight, bias=None, **arguments) -> None:
     except AssertionError as failure:
         problem = str(failure)
         if "raised" not in problem or "library convolution" in problem:
-            raise AssertionError(_located(call, problem)) from None
+            raise AssertionError(located(call, problem)) from None
         if not problem.endswith((".", "!", "?")):
             problem += "."
         raise AssertionError(
@@ -192,11 +187,6 @@ def check_conv2d_meta(fn: Callable, x, weight, bias=None, **arguments) -> None:
 # ---------------------------------------------------------------------------------------------
 # ScratchConv2d
 # ---------------------------------------------------------------------------------------------
-
-def _call_text(cls: Callable, args: tuple, kwargs: dict) -> str:
-    shown = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
-    return f"{_name(cls)}({', '.join(shown)})"
-
 
 @contextlib.contextmanager
 def _seeded(seed: int, device: torch.device):
@@ -415,7 +405,7 @@ def check_scratch_conv2d(cls, *args, check_init: bool = True, **kwargs) -> None:
     except AssertionError as failure:
         problem = str(failure)
     if problem:
-        raise AssertionError(_located(_call_text(cls, args, kwargs), problem)) from None
+        raise AssertionError(located(call_text(cls, args, kwargs), problem)) from None
 
 
 def scratch_conv2d_configurations(*, dtypes=(None,), devices=(None,)) -> list[tuple]:

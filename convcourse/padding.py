@@ -14,9 +14,11 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 
 from convcourse.grids import CELL_INCHES, Box, draw_grid
+from convcourse.reference import PAD_MODES
+from convcourse.sliding import coverage
 
 #: The four values of ``nn.Conv2d(padding_mode=...)``.
-MODES = ("zeros", "reflect", "replicate", "circular")
+MODES = tuple(PAD_MODES)
 
 
 def pad_amounts(padding: int | Sequence[int]) -> tuple[int, int, int, int]:
@@ -35,15 +37,6 @@ def pad_amounts(padding: int | Sequence[int]) -> tuple[int, int, int, int]:
     raise ValueError(f"padding is an int, a pair or four numbers, got {padding!r}")
 
 
-def same_padding(kernel_size: int, dilation: int = 1) -> tuple[int, int]:
-    """Return the ``(before, after)`` padding of ``padding='same'`` along one dimension.
-
-    The total is ``dilation * (kernel_size - 1)``; when it is odd, the extra cell goes after.
-    """
-    total = dilation * (kernel_size - 1)
-    return total // 2, total - total // 2
-
-
 def pad_2d(x, padding, mode: str = "zeros") -> tuple[torch.Tensor, torch.Tensor]:
     """Pad a 2-D array as ``nn.Conv2d(padding_mode=mode)`` does; return it and its border mask.
 
@@ -54,8 +47,7 @@ def pad_2d(x, padding, mode: str = "zeros") -> tuple[torch.Tensor, torch.Tensor]
     if grid.ndim != 2:
         raise ValueError(f"pad_2d pads one 2-D grid, got shape {tuple(grid.shape)}")
     pad = pad_amounts(padding)
-    f_mode = "constant" if mode == "zeros" else mode
-    padded = F.pad(grid[None, None], pad, mode=f_mode)[0, 0]
+    padded = F.pad(grid[None, None], pad, mode=PAD_MODES[mode])[0, 0]
     border = F.pad(torch.zeros(grid.shape)[None, None], pad, value=1.0)[0, 0].bool()
     return padded, border
 
@@ -94,14 +86,10 @@ def padded_border_figure(
 
 
 def read_count(shape: tuple[int, int], kernel_size: int, padding: int) -> torch.Tensor:
-    """Return how many sliding windows read each cell of an input of ``shape`` (stride 1).
-
-    Computed with autograd: the gradient of the sum of all outputs of an all-ones kernel.
-    """
-    x = torch.ones(1, 1, *shape, dtype=torch.float64, requires_grad=True)
-    weight = torch.ones(1, 1, kernel_size, kernel_size, dtype=torch.float64)
-    F.conv2d(x, weight, padding=padding).sum().backward()
-    return x.grad[0, 0].round().long()
+    """Return how many sliding windows read each cell of an input of ``shape`` (stride 1):
+    :func:`convcourse.sliding.coverage` without the padding's own cells."""
+    counts = coverage(*shape, kernel_size, padding=padding)
+    return counts[padding:padding + shape[0], padding:padding + shape[1]]
 
 
 def read_count_figure(

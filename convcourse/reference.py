@@ -29,7 +29,17 @@ PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "replicate"
 
 def pair(value: Size) -> tuple[int, int]:
     """``value`` as a ``(height, width)`` pair, the way ``nn.Conv2d`` reads its arguments."""
-    return (value, value) if isinstance(value, int) else tuple(value)
+    if isinstance(value, int):
+        return (value, value)
+    first, second = value
+    return (int(first), int(second))
+
+
+def same_padding(kernel_size: int, dilation: int = 1) -> tuple[int, int]:
+    """``padding='same'`` along one axis, as ``(before, after)``: ``d(k-1)`` in total, the odd
+    extra cell after."""
+    total = dilation * (kernel_size - 1)
+    return total // 2, total - total // 2
 
 
 def as_tensor(value) -> torch.Tensor:
@@ -92,12 +102,10 @@ def explicit_padding(case: Conv2dCase) -> tuple[int, int, int, int]:
     if case.padding == "valid":
         return (0, 0, 0, 0)
     if case.padding == "same":
-        sides = []
-        for k, d in zip(reversed(case.weight.shape[-2:]), reversed(pair(case.dilation)),
-                        strict=True):
-            total = d * (k - 1)
-            sides += [total // 2, total - total // 2]
-        return tuple(sides)
+        (top, bottom), (left, right) = (
+            same_padding(k, d) for k, d in zip(case.weight.shape[-2:], pair(case.dilation),
+                                                strict=True))
+        return (left, right, top, bottom)
     p_h, p_w = pair(case.padding)
     return (p_w, p_w, p_h, p_h)
 

@@ -25,30 +25,18 @@ from convcourse.grids import (
     CELL_INCHES,
     WINDOW_COLOR,
     Box,
+    as_array,
     draw_grid,
     write_between,
 )
+from convcourse.reference import pair
 
 Pair = int | tuple[int, int]
 
 
-def pair(value: Pair) -> tuple[int, int]:
-    """Return ``value`` as a ``(height, width)`` pair, the way ``nn.Conv2d`` reads its arguments."""
-    if isinstance(value, int):
-        return (value, value)
-    first, second = value
-    return (int(first), int(second))
-
-
 def as_grid(values) -> torch.Tensor:
     """Return ``values`` (nested lists, NumPy or torch) as a 2-D float64 tensor."""
-    if isinstance(values, torch.Tensor):
-        grid = values.detach().cpu().to(torch.float64)
-    else:
-        grid = torch.as_tensor(np.asarray(values), dtype=torch.float64)
-    if grid.ndim != 2:
-        raise ValueError(f"expected a 2-D array, got shape {tuple(grid.shape)}")
-    return grid
+    return torch.from_numpy(as_array(values).astype(np.float64))
 
 
 def window_taps(

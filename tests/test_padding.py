@@ -15,8 +15,8 @@ from convcourse.padding import (
     padded_border_figure,
     read_count,
     read_count_figure,
-    same_padding,
 )
+from convcourse.reference import same_padding
 
 X = torch.arange(1.0, 17.0).reshape(4, 4)
 
