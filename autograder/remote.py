@@ -1,0 +1,170 @@
+"""Stand-ins, on the grader's side, for the functions and classes a learner defined.
+
+The tests run here, in the trusted grader, exactly as written in the instructor's notebook;
+each call of a learner's function becomes a request to the sandbox, and what comes back is
+plain data (:mod:`autograder.wire`). Gradients flow back through :class:`_Bridge`, a module's
+parameters live here and travel with each forward call, and a library convolution the
+sandbox saw is reported to the grader's own guard. A learner's exception is raised again
+under its own name, as a subclass of the nearest built-in exception.
+"""
+
+from __future__ import annotations
+
+import builtins
+
+import torch
+from torch import nn
+
+from autograder import wire
+from convcourse.guard import report_library_convolutions
+
+
+def _trusted_tensor(array, node: dict) -> torch.Tensor:
+    dtype = wire.dtype_of(node)
+    if array is None:
+        return torch.empty([int(n) for n in node["shape"]], dtype=dtype, device="meta")
+    return torch.from_numpy(array.copy()).to(device=str(node["device"]), dtype=dtype)
+
+
+def learner_exception(error: dict) -> Exception:
+    """The learner's exception, rebuilt from plain data (never a BaseException that could stop
+    the grader: SystemExit and KeyboardInterrupt come back as RuntimeError subclasses)."""
+    name = str(error.get("type", "Exception"))[:100] or "Exception"
+    base: type = RuntimeError
+    for candidate in error.get("bases", []):
+        found = getattr(builtins, str(candidate), None)
+        if isinstance(found, type) and issubclass(found, Exception):
+            base = found
+            break
+    message = str(error.get("message", ""))
+    try:
+        exception = type(name, (base,), {"__module__": "learner"})(message)
+    except Exception:  # noqa: BLE001  (a base whose constructor wants more arguments)
+        exception = type(name, (RuntimeError,), {"__module__": "learner"})(message)
+    exception.learner_traceback = str(error.get("traceback", ""))
+    return exception
+
+
+def remote_call(channel, header: dict, args=(), kwargs=None, *, state=None, rng=False):
+    """Send one request with its arguments; return the learner's result as trusted values."""
+    encoder = wire.Encoder(strict=True)
+    header = {**header, "args": encoder(list(args)), "kwargs": encoder(dict(kwargs or {}))}
+    if state is not None:
+        header["state"] = encoder(state)
+    if rng:
+        header["rng"] = encoder(torch.get_rng_state())
+    reply, arrays = channel.request(header, encoder.arrays)
+    return _result(channel, reply, arrays, encoder.grad_leaves)
+
+
+def _result(channel, reply: dict, arrays: dict, leaves: list):
+    if reply.get("library"):
+        report_library_convolutions([str(name) for name in reply["library"]][:5])
+    if not reply.get("ok"):
+        raise learner_exception(reply.get("error") or {})
+    decoder = wire.Decoder(arrays, make_tensor=_trusted_tensor,
+                           make_module=lambda node, dec: RemoteModule.mirror(channel, node, dec))
+    try:
+        value = decoder(reply.get("value"))
+        if "rng" in reply:
+            torch.set_rng_state(decoder(reply["rng"]))
+    except wire.WireError:
+        raise
+    except Exception as error:  # noqa: BLE001  (plain data that makes no sense)
+        raise wire.WireError(f"the sandbox's answer could not be read: {error}") from None
+    if "graph" in reply and isinstance(value, torch.Tensor) and leaves:
+        return _Bridge.apply(channel, int(reply["graph"]), value, *leaves)
+    return value
+
+
+class _Bridge(torch.autograd.Function):
+    """Connects the learner's output to the inputs it was computed from: its backward asks the
+    sandbox to backpropagate through the learner's own graph."""
+
+    @staticmethod
+    def forward(ctx, channel, graph, value, *leaves):
+        ctx.channel, ctx.graph = channel, graph
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        encoder = wire.Encoder(strict=True)
+        header = {"op": "backward", "graph": ctx.graph, "subject": "a backward pass",
+                  "grad_output": encoder(grad_output)}
+        reply, arrays = ctx.channel.request(header, encoder.arrays)
+        grads = _result(ctx.channel, reply, arrays, [])
+        return (None, None, None, *grads)
+
+
+class RemoteFunction:
+    """A learner's function, called in the sandbox."""
+
+    def __init__(self, channel, name: str):
+        self._channel = channel
+        self.__name__ = self.__qualname__ = name
+
+    def __call__(self, *args, **kwargs):
+        return remote_call(self._channel, {"op": "call", "name": self.__name__}, args, kwargs)
+
+    def python_lines(self, *args, **kwargs) -> int:
+        """Lines of learner Python one call runs, counted in the sandbox (see convcourse)."""
+        count = remote_call(self._channel, {"op": "call", "name": self.__name__,
+                                            "count_lines": True}, args, kwargs)
+        if type(count) is not int:
+            raise wire.WireError("the sandbox's line count is not a number")
+        return count
+
+    def __repr__(self) -> str:
+        return f"<function {self.__name__} (runs in the sandbox)>"
+
+
+class RemoteClass(RemoteFunction):
+    """A learner's class: calling it builds an instance in the sandbox, with the grader's
+    random state, so that seeded initial values are the ones the tests expect."""
+
+    def __call__(self, *args, **kwargs):
+        return remote_call(self._channel, {"op": "call", "name": self.__name__}, args, kwargs,
+                           rng=True)
+
+    def __repr__(self) -> str:
+        return f"<class {self.__name__} (lives in the sandbox)>"
+
+
+class RemoteModule(nn.Module):
+    """The grader's mirror of a learner's ``nn.Module``: the same parameters, buffers and
+    plain attributes; ``forward`` sends the current parameters with the input."""
+
+    @classmethod
+    def mirror(cls, channel, node: dict, decoder) -> RemoteModule:
+        kind = type(str(node.get("type", "Module"))[:100] or "Module", (cls,), {})
+        module = kind()
+        module._channel, module._handle = channel, int(node["$module"])
+        for role, name, tensor_node in node.get("state", []):
+            *path, leaf = str(name).split(".")
+            owner = module
+            for part in path:
+                if part not in owner._modules:
+                    owner.add_module(part, nn.Module())
+                owner = owner._modules[part]
+            tensor = decoder(tensor_node)
+            if role == "parameter":
+                owner.register_parameter(leaf, nn.Parameter(
+                    tensor, requires_grad=bool(tensor_node.get("requires_grad"))))
+            else:
+                owner.register_buffer(leaf, tensor)
+        reserved = set(dir(RemoteModule))
+        for name, value_node in node.get("attributes", []):
+            name = str(name)
+            if name.isidentifier() and name not in reserved and not hasattr(module, name):
+                setattr(module, name, decoder(value_node))
+        return module
+
+    def forward(self, *args, **kwargs):
+        state = dict(self.named_parameters())
+        state.update(self.named_buffers())
+        return remote_call(self._channel, {"op": "module_call", "module": self._handle,
+                                            "subject": type(self).__name__}, args,
+                           kwargs, state=state)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(runs in the sandbox)"

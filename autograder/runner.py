@@ -1,0 +1,247 @@
+"""The learner's side of grading: runs inside the bubblewrap sandbox, never outside it.
+
+It executes the learner's cells, then answers the grader's requests (call a function, build
+a module, run a backward pass) with plain data over two pipes (fds 3 and 4), in the format of
+``wire``. It never sees a test, a reference output or a score: those stay with the grader.
+Every call it serves runs with library convolutions refused (convcourse.guard).
+
+Usage (the grader's): ``python -I runner.py REQUESTS_FD REPLIES_FD LIMITS_JSON``, started as
+root inside the sandbox (it then becomes the unprivileged ``uid`` of LIMITS_JSON) or as the
+sandbox's only user when the grader is not root (``uid`` -1).
+"""
+
+from __future__ import annotations
+
+import linecache
+import os
+import resource
+import sys
+import traceback
+
+REQUESTS, REPLIES = int(sys.argv[1]), int(sys.argv[2])
+
+
+def limit_myself(limits: dict) -> None:
+    """Become an unprivileged user of our own (so the process limit counts only this sandbox)
+    and lower our resource limits for good: the learner's code cannot raise them again."""
+    uid = limits.pop("uid")
+    if uid >= 0 and os.getuid() == 0:
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+    for name, value in limits.items():
+        if value > 0 or name == "RLIMIT_CORE":
+            resource.setrlimit(getattr(resource, name), (value, value))
+
+
+def main() -> None:
+    import json
+
+    limit_myself(json.loads(sys.argv[3]))
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import torch
+    import wire
+
+    from convcourse.checks import count_python_lines
+    from convcourse.guard import library_convolutions
+
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    Server(wire, torch, library_convolutions, count_python_lines).serve()
+
+
+class Server:
+    """The namespace of the learner's cells and the objects handed out by handle."""
+
+    def __init__(self, wire, torch, library_convolutions, count_python_lines):
+        self.wire, self.torch = wire, torch
+        self.library_convolutions = library_convolutions
+        self.count_python_lines = count_python_lines
+        self.namespace = {"__name__": "__main__", "__builtins__": __builtins__}
+        self.modules: dict[int, object] = {}
+        self.graphs: dict[int, tuple] = {}  # handle -> (output, leaves) for a backward pass
+        self.next_handle = 0
+
+    # --- messages ---------------------------------------------------------------------------
+
+    def receive(self):
+        head = self.wire.read_exactly(REQUESTS, self.wire.HEAD_SIZE)
+        text_size, blob_size = self.wire.sizes(head)
+        return self.wire.unpack(self.wire.read_exactly(REQUESTS, text_size),
+                                self.wire.read_exactly(REQUESTS, blob_size))
+
+    def send(self, header: dict, arrays=()) -> None:
+        self.wire.write_all(REPLIES, self.wire.pack(header, list(arrays)))
+
+    def serve(self) -> None:
+        header, _ = self.receive()
+        self.run_cells(header["cells"], header["names"])
+        while True:
+            try:
+                header, arrays = self.receive()
+            except EOFError:
+                return
+            reply, out_arrays = self.answer(header, arrays)
+            self.send(reply, out_arrays)
+
+    # --- the learner's cells ----------------------------------------------------------------
+
+    def run_cells(self, cells: list[dict], names: list[str]) -> None:
+        outcomes = []
+        for index, cell in enumerate(cells):
+            self.send({"event": "cell", "index": index})
+            filename = f"<cell {cell['label']}>"
+            linecache.cache[filename] = (len(cell["source"]), None,
+                                         cell["source"].splitlines(True), filename)
+            try:
+                code = compile(self.ipython_free(cell["source"]), filename, "exec")
+                exec(code, self.namespace)  # noqa: S102  (the learner's code, in the sandbox)
+                outcomes.append(None)
+            except BaseException as error:  # noqa: BLE001  (SystemExit too: keep going)
+                outcomes.append(self.error(error))
+        kinds = {}
+        for name in names:
+            value = self.namespace.get(name)
+            kinds[name] = ("missing" if name not in self.namespace else
+                           "class" if isinstance(value, type) else
+                           "function" if callable(value) else "other")
+        self.send({"event": "done", "errors": outcomes, "names": kinds})
+
+    @staticmethod
+    def ipython_free(source: str) -> str:
+        """Plain Python stays as it is; cells with IPython syntax (``%timeit``, ``!pip``)
+        have those lines turned into calls of a ``get_ipython()`` that does nothing."""
+        try:
+            compile(source, "<check>", "exec")
+            return source
+        except SyntaxError:
+            pass
+        from IPython.core.inputtransformer2 import TransformerManager
+
+        stub = "get_ipython = globals().get('get_ipython') or (lambda: __import__('types')" \
+               ".SimpleNamespace(run_line_magic=lambda *a, **k: None, " \
+               "run_cell_magic=lambda *a, **k: None, system=lambda *a, **k: None, " \
+               "getoutput=lambda *a, **k: []))\n"
+        return stub + TransformerManager().transform_cell(source)
+
+    def error(self, error: BaseException) -> dict:
+        """An exception as plain data, with the learner's own frames only."""
+        frames = [frame for frame in traceback.extract_tb(error.__traceback__)
+                  if frame.filename.startswith("<cell")]
+        lines = traceback.format_list(frames)
+        bases = [cls.__name__ for cls in type(error).__mro__
+                 if cls.__module__ == "builtins"]
+        try:
+            message = str(error)
+        except Exception:  # noqa: BLE001  (a hostile __str__)
+            message = "(the message could not be read)"
+        return {"type": type(error).__name__[:100], "bases": bases, "message": message[:4000],
+                "traceback": "".join(lines)[-8000:]}
+
+    # --- requests ---------------------------------------------------------------------------
+
+    def answer(self, header: dict, arrays: dict) -> tuple[dict, list]:
+        decoder = self.wire.Decoder(arrays, make_tensor=self.make_tensor)
+        reply: dict = {"ok": True}
+        with self.library_convolutions() as used:
+            try:
+                result = self.dispatch(header, decoder, reply)
+            except BaseException as error:  # noqa: BLE001
+                reply = {"ok": False, "error": self.error(error)}
+                result = None
+        if used:
+            reply["library"] = sorted(set(used))
+        if not reply["ok"]:
+            return reply, []
+        encoder = self.wire.Encoder(strict=False, describe_module=self.describe_module)
+        try:
+            reply["value"] = encoder(result)
+        except Exception as error:  # noqa: BLE001  (e.g. a tensor of an unsupported dtype)
+            return {"ok": False, "error": self.error(error)}, []
+        torch = self.torch
+        leaves = decoder.grad_leaves
+        if isinstance(result, torch.Tensor) and result.requires_grad and leaves:
+            handle = self.handle()
+            self.graphs[handle] = (result, leaves)
+            while len(self.graphs) > 8:
+                self.graphs.pop(next(iter(self.graphs)))
+            reply["graph"] = handle
+        if "rng" in header:
+            reply["rng"] = encoder(torch.get_rng_state())
+        return reply, encoder.arrays
+
+    def dispatch(self, header: dict, decoder, reply: dict):
+        op, torch = header.get("op"), self.torch
+        if op == "backward":
+            out, leaves = self.graphs.pop(int(header["graph"]))
+            grad_output = decoder(header["grad_output"])
+            grads = torch.autograd.grad(out, leaves, grad_output, allow_unused=True)
+            return list(grads)
+        if "rng" in header:
+            torch.set_rng_state(decoder(header["rng"]))
+        args, kwargs = decoder(header["args"]), decoder(header["kwargs"])
+        if op == "call":
+            target = self.namespace[header["name"]]
+            if header.get("count_lines"):
+                return self.count_python_lines(target, *args, **kwargs)
+            return target(*args, **kwargs)
+        if op == "module_call":
+            module = self.modules[int(header["module"])]
+            state = decoder(header["state"])
+            from torch.func import functional_call
+
+            return functional_call(module, state, tuple(args), kwargs, strict=False)
+        raise ValueError(f"unknown request {op!r}")
+
+    def handle(self) -> int:
+        self.next_handle += 1
+        return self.next_handle
+
+    def make_tensor(self, array, node):
+        torch = self.torch
+        dtype = self.wire.dtype_of(node)
+        if array is None:
+            tensor = torch.empty([int(n) for n in node["shape"]], dtype=dtype, device="meta")
+        else:
+            tensor = torch.from_numpy(array).to(device=node["device"], dtype=dtype)
+        if node.get("parameter"):
+            return torch.nn.Parameter(tensor, requires_grad=bool(node["requires_grad"]))
+        return tensor.requires_grad_(bool(node["requires_grad"]))
+
+    def describe_module(self, module, encoder) -> dict:
+        """A module crosses as a handle, its state (parameters and buffers, in state_dict
+        order) and its plain attributes; the grader mirrors it."""
+        handle = self.handle()
+        self.modules[handle] = module
+        parameters = dict(module.named_parameters())
+        buffers = dict(module.named_buffers())
+        state = []
+        for name in module.state_dict(keep_vars=True):
+            kind = "parameter" if name in parameters else "buffer" if name in buffers else None
+            if kind:
+                value = parameters.get(name, buffers.get(name))
+                node = encoder.tensor(value.detach())
+                node["requires_grad"] = bool(value.requires_grad)
+                state.append([kind, name, node])
+        attributes = [[name, None] for name, value in module._parameters.items()
+                      if value is None]  # e.g. register_parameter("bias", None)
+        for name, value in vars(module).items():
+            if name.startswith("_") or name in parameters:
+                continue
+            if value is None or isinstance(value, (bool, int, float, str, tuple,
+                                                   self.torch.Tensor)):
+                try:
+                    attributes.append([name, encoder(value)])
+                except Exception:  # noqa: BLE001, S112  (not plain data: not mirrored)
+                    continue
+        return {"$module": handle, "type": type(module).__name__[:100], "state": state,
+                "attributes": attributes}
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except BaseException:  # noqa: BLE001
+        traceback.print_exc()
+        os._exit(70)
+    os._exit(0)

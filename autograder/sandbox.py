@@ -1,0 +1,261 @@
+"""The bubblewrap sandbox in which a learner's code runs, and nothing else does.
+
+Inside: a read-only system and Python environment, the shared ``convcourse`` package, the
+runner, a private ``/tmp`` and home of bounded size, no network, its own process tree, and
+limits on CPU time, memory, processes, file size and open files. Not inside: the repository
+(``solutions/``, hidden tests, ``autograder/`` with the gradebook, other learners' folders).
+The grader talks to it through two pipes, with deadlines: a call that does not answer in
+time is killed with the whole sandbox.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from autograder import wire
+
+HERE = Path(__file__).resolve().parent
+#: Sandboxed processes run as UID_BASE + worker slot, so each one's process limit is its own.
+UID_BASE = 61000
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one submission may use. Times are wall-clock seconds unless named CPU."""
+
+    call_seconds: float = 60.0         # one call of the learner's code
+    cells_seconds: float = 120.0       # running all of the learner's cells once
+    submission_seconds: float = 900.0  # everything for one notebook
+    cpu_seconds: int = 900             # RLIMIT_CPU of the sandboxed process
+    memory_bytes: int = 4 << 30        # RLIMIT_DATA: heap and private mappings
+    processes: int = 64                # RLIMIT_NPROC (threads count too)
+    file_bytes: int = 64 << 20         # RLIMIT_FSIZE, and the size of /tmp and home
+    output_bytes: int = 32 << 10       # printed output kept for the feedback
+    threads: int = 1                   # OMP/MKL threads of the learner's process
+    restarts: int = 2                  # sandbox deaths a function may cause before it is
+                                       # no longer called
+
+
+class SandboxUnavailable(RuntimeError):
+    """bubblewrap is missing or cannot create a sandbox on this machine."""
+
+
+class SandboxDied(RuntimeError):
+    """The sandboxed process ended (crash, ``os._exit``, a limit) or broke the protocol."""
+
+
+class SandboxTimeout(RuntimeError):
+    """The sandboxed process did not answer in time; it has been killed."""
+
+
+def bwrap_problem() -> str | None:
+    """Why bubblewrap cannot sandbox here (``None`` when it can): checked by running it."""
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        return ("bubblewrap (bwrap) is not installed: install the Debian package 'bubblewrap' "
+                "(apt-get install bubblewrap)")
+    try:
+        probe = subprocess.run([*_bwrap_command(0), "--", sys.executable, "-I", "-c", "pass"],
+                               capture_output=True, text=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"bubblewrap could not start: {error}"
+    if probe.returncode != 0:
+        return f"bubblewrap could not create a sandbox: {probe.stderr.strip()[-500:]}"
+    return None
+
+
+def _bound_paths() -> list[Path]:
+    """What the sandbox sees of this machine besides /usr and /etc: the Python installation,
+    the environment's packages and the shared convcourse package."""
+    import convcourse
+
+    paths = [Path(sys.base_prefix), Path(sys.prefix), Path(sys.exec_prefix),
+             Path(convcourse.__file__).resolve().parent]
+    kept: list[Path] = []
+    for path in sorted({p.resolve() for p in paths}, key=lambda p: len(p.parts)):
+        if path.parts[:2] == ("/", "usr") or any(path.is_relative_to(k) for k in kept):
+            continue
+        kept.append(path)
+    return kept
+
+
+def _bwrap_command(slot: int, limits: Limits | None = None) -> list[str]:
+    limits = limits or Limits()
+    command = ["bwrap", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
+               "--unshare-cgroup-try", "--die-with-parent", "--new-session",
+               "--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]
+    if os.getuid() != 0:
+        command.append("--unshare-user")
+    for top in ("bin", "lib", "lib32", "lib64", "sbin"):
+        host = Path("/") / top
+        if host.is_symlink():
+            command += ["--symlink", os.readlink(host), str(host)]
+        elif host.is_dir():
+            command += ["--ro-bind", str(host), str(host)]
+    made: set[Path] = {Path("/")}
+    for path in [*_bound_paths(), Path("/grader/runner.py")]:
+        for parent in reversed(path.parents):
+            if parent not in made and not parent.is_relative_to("/usr"):
+                command += ["--perms", "0755", "--dir", str(parent)]
+                made.add(parent)
+    for path in _bound_paths():
+        command += ["--ro-bind", str(path), str(path)]
+    command += ["--ro-bind", str(HERE / "runner.py"), "/grader/runner.py",
+                "--ro-bind", str(Path(wire.__file__).resolve()), "/grader/wire.py",
+                "--proc", "/proc", "--dev", "/dev",
+                "--perms", "1777", "--size", str(limits.file_bytes), "--tmpfs", "/tmp",
+                "--perms", "0777", "--size", str(limits.file_bytes), "--tmpfs", "/home/learner",
+                "--chdir", "/home/learner", "--clearenv"]
+    for name, value in {"HOME": "/home/learner", "PATH": "/usr/local/bin:/usr/bin:/bin",
+                        "LANG": "C.UTF-8", "TMPDIR": "/tmp", "MPLBACKEND": "Agg",
+                        "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": str(limits.threads),
+                        "MKL_NUM_THREADS": str(limits.threads)}.items():
+        command += ["--setenv", name, value]
+    gpus = sorted(str(p) for p in Path("/dev").glob("nvidia*"))
+    for device in gpus:  # the GPU, where there is one (CUDA needs its device files and /sys)
+        command += ["--dev-bind", device, device]
+    if gpus:
+        command += ["--ro-bind", "/sys", "/sys"]
+    return command
+
+
+class Sandbox:
+    """One sandboxed runner process: started, asked, killed."""
+
+    def __init__(self, slot: int, limits: Limits, *, isolated: bool = True):
+        self.slot, self.limits, self.isolated = slot, limits, isolated
+        self.process: subprocess.Popen | None = None
+        self.output = bytearray()
+        self.output_total = 0
+
+    def start(self) -> None:
+        to_child, self.requests = os.pipe()
+        self.replies, from_child = os.pipe()
+        root = os.getuid() == 0
+        limits = {  # the runner applies them to itself before it runs any learner code
+            "uid": UID_BASE + self.slot if root else -1,
+            # as a normal user the process limit would count all of the user's processes
+            "RLIMIT_NPROC": self.limits.processes if root else 0,
+            "RLIMIT_CPU": self.limits.cpu_seconds, "RLIMIT_DATA": self.limits.memory_bytes,
+            "RLIMIT_FSIZE": self.limits.file_bytes, "RLIMIT_CORE": 0, "RLIMIT_NOFILE": 256,
+        }
+        # Without isolation (the instructor's explicit choice) only the process and its limits
+        # stand between the learner's code and this machine.
+        prefix = _bwrap_command(self.slot, self.limits) if self.isolated else []
+        runner = "/grader/runner.py" if self.isolated else str(HERE / "runner.py")
+        if not self.isolated:
+            limits["uid"] = -1
+        command = [*prefix, sys.executable, "-I", runner, str(to_child), str(from_child),
+                   json.dumps(limits)]
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            pass_fds=(to_child, from_child))
+        os.close(to_child)
+        os.close(from_child)
+        os.set_blocking(self.replies, False)
+        threading.Thread(target=self._drain, args=(self.process.stdout,), daemon=True).start()
+
+    def _drain(self, stream) -> None:
+        """Keep the first bytes of what the learner's code prints; read (and drop) the rest,
+        so that printing megabytes never blocks it."""
+        while chunk := stream.read1(1 << 16):
+            self.output_total += len(chunk)
+            room = self.limits.output_bytes - len(self.output)
+            if room > 0:
+                self.output += chunk[:room]
+
+    def printed(self) -> str:
+        text = self.output.decode(errors="replace")
+        if self.output_total > len(self.output):
+            text += f"\n… ({self.output_total - len(self.output)} more bytes not kept)"
+        return text
+
+    # --- frames with deadlines --------------------------------------------------------------
+
+    def send(self, header: dict, arrays=(), *, deadline: float) -> None:
+        view = memoryview(wire.pack(header, list(arrays)))
+        while view:
+            self._wait(self.requests, deadline, write=True)
+            try:
+                view = view[os.write(self.requests, view[:1 << 16]):]
+            except BrokenPipeError:
+                raise self._died() from None
+
+    def receive(self, *, deadline: float) -> tuple[dict, dict]:
+        text_size, blob_size = wire.sizes(self._read(wire.HEAD_SIZE, deadline))
+        return wire.unpack(self._read(text_size, deadline), self._read(blob_size, deadline))
+
+    def request(self, header: dict, arrays=(), *, timeout: float) -> tuple[dict, dict]:
+        deadline = time.monotonic() + timeout
+        self.send(header, arrays, deadline=deadline)
+        return self.receive(deadline=deadline)
+
+    def _read(self, size: int, deadline: float) -> bytes:
+        chunks, left = [], size
+        while left:
+            self._wait(self.replies, deadline)
+            try:
+                chunk = os.read(self.replies, min(left, 1 << 20))
+            except BlockingIOError:
+                continue
+            if not chunk:
+                raise self._died()
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+
+    def _wait(self, fd: int, deadline: float, write: bool = False) -> None:
+        left = deadline - time.monotonic()
+        ready = select.select([], [fd], [], max(left, 0))[1] if write else \
+            select.select([fd], [], [], max(left, 0))[0]
+        if not ready:
+            self.kill()
+            raise SandboxTimeout("no answer in time")
+
+    def _died(self) -> SandboxDied:
+        code = None
+        if self.process is not None:
+            try:
+                code = self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill()
+        return SandboxDied(describe_exit(code))
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        for fd in ("requests", "replies"):
+            if getattr(self, fd, None) is not None:
+                try:
+                    os.close(getattr(self, fd))
+                except OSError:
+                    pass
+                setattr(self, fd, None)
+
+
+def describe_exit(code: int | None) -> str:
+    """A sandbox's exit status in words."""
+    if code is None:
+        return "it stopped answering"
+    if code < 0:
+        name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else code
+        meaning = {"SIGSEGV": " (a segmentation fault)", "SIGKILL": " (killed: out of memory or "
+                   "over a limit)", "SIGXCPU": " (over its CPU time limit)",
+                   "SIGXFSZ": " (wrote a file over the size limit)"}.get(str(name), "")
+        return f"it was ended by {name}{meaning}"
+    # bwrap reports the sandboxed process's death by a signal as exit status 128 + signal
+    if code > 128 and code - 128 in signal.Signals._value2member_map_:
+        return describe_exit(128 - code)
+    return f"it exited with status {code}"

@@ -1,0 +1,249 @@
+"""The only language the grader and the sandbox speak: plain data.
+
+A message is a JSON tree plus, when it carries arrays, one ``.npz`` archive read with
+``allow_pickle=False``; nothing is ever unpickled. Tensors travel as arrays with their dtype,
+device and ``requires_grad`` beside them; a meta tensor travels as its shape alone. A value of
+any other type becomes an :class:`Opaque` stand-in that keeps only its type's name, so an
+object with a rigged ``__eq__`` or ``__array__`` cannot cross.
+
+This file runs on both sides: the trusted grader imports it as ``autograder.wire``, the
+sandbox's runner as ``wire`` (it is bind-mounted alone, beside the runner).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import struct
+
+import numpy as np
+import torch
+
+#: The largest message either side accepts (bytes of JSON plus arrays).
+MAX_MESSAGE = 256 << 20
+_HEAD = struct.Struct("<II")
+_DTYPES = {name: getattr(torch, name) for name in (
+    "float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool",
+    "complex64", "complex128")}
+
+
+class WireError(RuntimeError):
+    """A message that breaks the protocol: too large, cut short, or malformed."""
+
+
+class Opaque:
+    """Stands in for a value that is not plain data; only its type's name crosses."""
+
+    def __init__(self, type_name: str):
+        self.type_name = type_name
+
+    def __repr__(self) -> str:
+        return f"<{self.type_name} object>"
+
+
+def opaque(type_name: str) -> Opaque:
+    """An :class:`Opaque` whose class bears ``type_name``, so ``type(value).__name__`` reads
+    as the learner's type in feedback."""
+    cls = type(str(type_name)[:100] or "object", (Opaque,), {})
+    return cls(type_name)
+
+
+# --- encoding ----------------------------------------------------------------------------------
+
+class Encoder:
+    """Turns a value into a JSON tree and a list of arrays.
+
+    ``grad_leaves`` collects, in order, the tensors that require grad: both sides build that
+    list in the same order, which is how gradients find their way back.
+    """
+
+    def __init__(self, *, strict: bool, describe_module=None):
+        self.arrays: list[np.ndarray] = []
+        self.grad_leaves: list[torch.Tensor] = []
+        self.strict = strict  # the grader's own values must be plain data: no stand-ins
+        self.describe_module = describe_module
+
+    def array(self, value: np.ndarray) -> int:
+        if value.dtype.hasobject:
+            raise WireError("arrays of Python objects cannot cross")
+        self.arrays.append(np.ascontiguousarray(value))
+        return len(self.arrays) - 1
+
+    def tensor(self, value: torch.Tensor) -> dict:
+        dtype = str(value.dtype).removeprefix("torch.")
+        if dtype not in _DTYPES:
+            raise WireError(f"tensors of dtype {value.dtype} cannot cross")
+        node = {"$tensor": None, "dtype": dtype, "device": str(value.device),
+                "shape": list(value.shape), "requires_grad": bool(value.requires_grad),
+                "parameter": isinstance(value, torch.nn.Parameter)}
+        if value.requires_grad:
+            self.grad_leaves.append(value)
+        if value.device.type != "meta":
+            node["$tensor"] = self.array(value.detach().resolve_conj().resolve_neg()
+                                         .cpu().numpy())
+        return node
+
+    def __call__(self, value, depth: int = 0):
+        if depth > 50:
+            raise WireError("a value nested more than 50 levels deep")
+        if value is None or isinstance(value, (bool, str)):
+            return value
+        if isinstance(value, int) and type(value) in (int,):
+            return value
+        if type(value) is float:
+            return value
+        if isinstance(value, torch.Tensor):
+            return self.tensor(value)
+        if isinstance(value, np.ndarray) and type(value) is np.ndarray:
+            return {"$array": self.array(value)}
+        if isinstance(value, np.generic) and not isinstance(value, np.object_):
+            return {"$scalar": self.array(np.asarray(value))}
+        if type(value) is tuple:
+            return {"$tuple": [self(item, depth + 1) for item in value]}
+        if type(value) is list:
+            return [self(item, depth + 1) for item in value]
+        if type(value) is dict and all(type(key) is str for key in value):
+            return {"$dict": [[key, self(item, depth + 1)] for key, item in value.items()]}
+        if isinstance(value, torch.Size):
+            return {"$size": [int(size) for size in value]}
+        if isinstance(value, torch.dtype):
+            return {"$dtype": str(value).removeprefix("torch.")}
+        if isinstance(value, torch.device):
+            return {"$device": str(value)}
+        if isinstance(value, np.dtype):
+            return {"$npdtype": value.str}
+        if self.describe_module is not None and isinstance(value, torch.nn.Module):
+            return self.describe_module(value, self)
+        if self.strict:
+            raise WireError(f"a {type(value).__name__} cannot cross to the sandbox")
+        return {"$opaque": _type_name(value)}
+
+
+def _type_name(value) -> str:
+    try:
+        return str(type(value).__name__)[:100]
+    except Exception:  # noqa: BLE001  (a hostile metaclass)
+        return "object"
+
+
+# --- decoding ----------------------------------------------------------------------------------
+
+class Decoder:
+    """Turns a JSON tree and its arrays back into values (see :class:`Encoder`)."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], *, make_tensor, make_module=None):
+        self.arrays = arrays
+        self.make_tensor = make_tensor  # (array or None, node) -> tensor
+        self.make_module = make_module
+        self.grad_leaves: list[torch.Tensor] = []
+
+    def array(self, index) -> np.ndarray:
+        try:
+            return self.arrays[f"a{int(index)}"]
+        except (KeyError, TypeError, ValueError):
+            raise WireError(f"a message refers to a missing array {index!r}") from None
+
+    def __call__(self, node, depth: int = 0):
+        if depth > 60:
+            raise WireError("a value nested too deeply")
+        if node is None or isinstance(node, (bool, int, float, str)):
+            return node
+        if isinstance(node, list):
+            return [self(item, depth + 1) for item in node]
+        if not isinstance(node, dict):
+            raise WireError(f"unexpected {type(node).__name__} in a message")
+        if "$tensor" in node:
+            index = node["$tensor"]
+            if node.get("dtype") not in _DTYPES:
+                raise WireError(f"unknown tensor dtype {node.get('dtype')!r}")
+            tensor = self.make_tensor(None if index is None else self.array(index), node)
+            if tensor.requires_grad:
+                self.grad_leaves.append(tensor)
+            return tensor
+        if "$array" in node:
+            return self.array(node["$array"]).copy()
+        if "$scalar" in node:
+            return self.array(node["$scalar"])[()]
+        if "$tuple" in node:
+            return tuple(self(item, depth + 1) for item in node["$tuple"])
+        if "$dict" in node:
+            return {str(key): self(item, depth + 1) for key, item in node["$dict"]}
+        if "$size" in node:
+            return torch.Size(int(size) for size in node["$size"])
+        if "$dtype" in node:
+            return _DTYPES[node["$dtype"]] if node["$dtype"] in _DTYPES else opaque("dtype")
+        if "$device" in node:
+            return torch.device(str(node["$device"]))
+        if "$npdtype" in node:
+            return np.dtype(str(node["$npdtype"]))
+        if "$module" in node and self.make_module is not None:
+            return self.make_module(node, self)
+        if "$opaque" in node:
+            return opaque(str(node["$opaque"]))
+        raise WireError(f"unknown value in a message: {sorted(node)[:3]}")
+
+
+def dtype_of(node: dict) -> torch.dtype:
+    return _DTYPES[node["dtype"]]
+
+
+# --- framing -----------------------------------------------------------------------------------
+
+def pack(header: dict, arrays: list[np.ndarray] = ()) -> bytes:
+    """One frame: lengths, the JSON header, then an .npz of the arrays (if any)."""
+    text = json.dumps(header).encode()
+    blob = b""
+    if arrays:
+        buffer = io.BytesIO()
+        np.savez(buffer, **{f"a{i}": array for i, array in enumerate(arrays)})
+        blob = buffer.getvalue()
+    if len(text) + len(blob) > MAX_MESSAGE:
+        raise WireError(f"a message of {len(text) + len(blob)} bytes is too large")
+    return _HEAD.pack(len(text), len(blob)) + text + blob
+
+
+def unpack(text: bytes, blob: bytes) -> tuple[dict, dict[str, np.ndarray]]:
+    try:
+        header = json.loads(text)
+    except ValueError as error:
+        raise WireError(f"a message is not JSON: {error}") from None
+    if not isinstance(header, dict):
+        raise WireError("a message must be a JSON object")
+    arrays = {}
+    if blob:
+        try:
+            with np.load(io.BytesIO(blob), allow_pickle=False) as archive:
+                arrays = {name: archive[name] for name in archive.files}
+        except Exception as error:  # noqa: BLE001  (any malformed archive)
+            raise WireError(f"a message's arrays are unreadable: {error}") from None
+    return header, arrays
+
+
+def sizes(head: bytes) -> tuple[int, int]:
+    text_size, blob_size = _HEAD.unpack(head)
+    if text_size + blob_size > MAX_MESSAGE:
+        raise WireError(f"a message of {text_size + blob_size} bytes is too large")
+    return text_size, blob_size
+
+
+HEAD_SIZE = _HEAD.size
+
+
+def read_exactly(fd: int, size: int) -> bytes:
+    """Blocking read of ``size`` bytes (the sandbox's side; the grader reads with deadlines)."""
+    chunks, left = [], size
+    while left:
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            raise EOFError("the other side closed the channel")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
