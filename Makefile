@@ -16,13 +16,16 @@ export JUPYTER_CONFIG_PATH := $(CURDIR)/autograder
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 ASSIGNMENTS := $(notdir $(wildcard solutions/[0-9]*))
 
-.PHONY: help venv book test lab release bench clean
+.PHONY: help venv book test lab release grade gradescope bench clean
 
 help:
 	@echo "make book   build the HTML book into book/_build/html (warnings are errors)"
 	@echo "make test   run the whole test suite (builds the book, opens it in headless Chromium)"
 	@echo "make lab    open JupyterLab on the course (notebooks/, book/)"
 	@echo "make release  regenerate notebooks/ from solutions/ (nbgrader generate_assignment)"
+	@echo "make grade ASSIGNMENT=02-numpy SUBMISSIONS=folder-or.zip [WORKERS=n] [UNSAFE=1]"
+	@echo "           grade a class in the bubblewrap sandbox: gradebook, feedback, grades.csv"
+	@echo "make gradescope ASSIGNMENT=02-numpy   build autograder/dist/<id>-gradescope.zip"
 	@echo "make bench  time the reference solutions against F.conv2d (medians, ratios)"
 	@echo "make clean  remove builds and caches (keeps .venv)"
 
@@ -31,6 +34,10 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[dev]"
+	# Plain nbgrader commands, run anywhere with this environment, read the course's config.
+	mkdir -p $(VENV)/etc/jupyter
+	echo 'load_subconfig("$(CURDIR)/autograder/nbgrader_config.py")  # noqa: F821' \
+	  > $(VENV)/etc/jupyter/nbgrader_config.py
 	touch $@
 
 venv: $(STAMP)
@@ -55,6 +62,17 @@ lab: $(STAMP)
 release: $(STAMP)
 	for a in $(ASSIGNMENTS); do \
 	  $(BIN)/nbgrader generate_assignment $$a --force --no-db || exit 1; done
+
+# Grading: learner code runs only in the sandbox (autograder/); UNSAFE=1 runs it without.
+grade: $(STAMP)
+	@test -n "$(ASSIGNMENT)" -a -n "$(SUBMISSIONS)" || { echo "usage: make grade \
+	  ASSIGNMENT=<id> SUBMISSIONS=<folder of <student>/<notebook>.ipynb, or an LMS .zip>"; exit 2; }
+	$(BIN)/python -m autograder.grade $(ASSIGNMENT) $(SUBMISSIONS) \
+	  $(if $(WORKERS),--workers $(WORKERS)) $(if $(UNSAFE),--unsafe) $(GRADE_ARGS)
+
+gradescope: $(STAMP)
+	@test -n "$(ASSIGNMENT)" || { echo "usage: make gradescope ASSIGNMENT=<id>"; exit 2; }
+	$(BIN)/python -m autograder.gradescope $(ASSIGNMENT) $(if $(UNSAFE),--unsafe)
 
 bench: $(STAMP)
 	cd tests && ../$(BIN)/python bench.py $(BENCH_ARGS)

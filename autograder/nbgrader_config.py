@@ -4,7 +4,11 @@ solutions/<assignment>/  instructor sources (solution regions, visible and hidde
 notebooks/<assignment>/  what `nbgrader generate_assignment` makes of them (committed)
 autograder/...           submitted/, autograded/, feedback/, gradebook.db (git-ignored)
 
-nbgrader finds this file through JUPYTER_CONFIG_PATH=autograder (the Makefile sets it).
+nbgrader finds this file from anywhere: `make venv` puts a one-line loader of it into the
+environment's etc/jupyter/nbgrader_config.py, and the Makefile also sets
+JUPYTER_CONFIG_PATH=autograder. So `nbgrader autograde 02-numpy` works from the repository root.
+Note: plain `nbgrader autograde` runs learners' code unsandboxed, in the kernel that also runs
+the tests; `make grade` (autograder/grade.py) is the trusted, sandboxed way to grade.
 """
 
 from pathlib import Path
@@ -28,3 +32,12 @@ c.CourseDirectory.db_url = f"sqlite:///{HERE / 'gradebook.db'}"
 # What a learner finds in place of each solution region.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.Execute.timeout = 600
+
+# An LMS download for `nbgrader zip_collect` (and `make grade SUBMISSIONS=class.zip`) goes to
+# autograder/downloaded/<assignment>/archive/. File names inside it are matched by this
+# pattern: `<student_id>_<anything_>notebook.ipynb`, or `<student_id>/<notebook>.ipynb`
+# (change it to your LMS's naming).
+c.ZipCollectApp.downloaded_directory = "autograder/downloaded"
+c.FileNameCollector.named_regexp = (
+    r"^(?:.*/)?(?P<student_id>[A-Za-z0-9.@+-]+)[/_](?:[^/]*_)?(?P<file_id>[^/_]+\.ipynb)$"
+)

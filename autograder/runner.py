@@ -24,6 +24,7 @@ REQUESTS, REPLIES = int(sys.argv[1]), int(sys.argv[2])
 def limit_myself(limits: dict) -> None:
     """Become an unprivileged user of our own (so the process limit counts only this sandbox)
     and lower our resource limits for good: the learner's code cannot raise them again."""
+    sys.path[:0] = limits.pop("sys_path")
     uid = limits.pop("uid")
     if uid >= 0 and os.getuid() == 0:
         os.setgroups([])

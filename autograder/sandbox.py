@@ -74,13 +74,16 @@ def bwrap_problem() -> str | None:
     return None
 
 
+def _convcourse_dir() -> Path:
+    import convcourse
+
+    return Path(convcourse.__file__).resolve().parent
+
+
 def _bound_paths() -> list[Path]:
     """What the sandbox sees of this machine besides /usr and /etc: the Python installation,
     the environment's packages and the shared convcourse package."""
-    import convcourse
-
-    paths = [Path(sys.base_prefix), Path(sys.prefix), Path(sys.exec_prefix),
-             Path(convcourse.__file__).resolve().parent]
+    paths = [Path(sys.base_prefix), Path(sys.prefix), Path(sys.exec_prefix), _convcourse_dir()]
     kept: list[Path] = []
     for path in sorted({p.resolve() for p in paths}, key=lambda p: len(p.parts)):
         if path.parts[:2] == ("/", "usr") or any(path.is_relative_to(k) for k in kept):
@@ -148,6 +151,8 @@ class Sandbox:
             "RLIMIT_NPROC": self.limits.processes if root else 0,
             "RLIMIT_CPU": self.limits.cpu_seconds, "RLIMIT_DATA": self.limits.memory_bytes,
             "RLIMIT_FSIZE": self.limits.file_bytes, "RLIMIT_CORE": 0, "RLIMIT_NOFILE": 256,
+            # where convcourse is, for an environment that has it on PYTHONPATH only
+            "sys_path": [str(_convcourse_dir().parent)],
         }
         # Without isolation (the instructor's explicit choice) only the process and its limits
         # stand between the learner's code and this machine.

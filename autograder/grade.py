@@ -1,0 +1,452 @@
+"""``make grade``: grade a whole class in parallel, safely, and resumably.
+
+    python -m autograder.grade ASSIGNMENT SUBMISSIONS [--workers N] [--unsafe] [--force]
+
+SUBMISSIONS is a folder with one sub-folder per learner (``<student_id>/<notebook>.ipynb``)
+or an LMS zip, which nbgrader's ``zip_collect`` unpacks (file names are matched by the
+``FileNameCollector.named_regexp`` of autograder/nbgrader_config.py). Every submission is
+copied to autograder/submitted/, graded in the sandbox (autograder/score.py), recorded in
+the nbgrader gradebook, and handed back as feedback HTML in autograder/feedback/; all scores
+go to autograder/grades.csv. A learner's grade is written the moment it is ready, with a
+fingerprint of the submission and the tests: a run that was interrupted, or the same batch
+graded again, reuses it (``--force`` grades everything again).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import csv
+import hashlib
+import json
+import multiprocessing
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import nbformat
+
+from autograder.sandbox import Limits, bwrap_problem
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,99}$")
+MAX_SUBMISSION_BYTES = 50 << 20
+
+
+class Course:
+    """Where things are, for the repository or a scratch copy of it (``--root``)."""
+
+    def __init__(self, root: Path, assignment: str):
+        self.root, self.assignment = root, assignment
+        self.source = root / "solutions" / assignment
+        self.release = root / "notebooks" / assignment
+        self.work = root / "autograder"
+        self.db_url = f"sqlite:///{self.work / 'gradebook.db'}"
+
+    def notebooks(self) -> list[str]:
+        return sorted(p.stem for p in self.source.glob("*.ipynb"))
+
+    def folder(self, kind: str, student: str) -> Path:
+        return self.work / kind / student / self.assignment
+
+    def fingerprint(self) -> str:
+        """What a grade depends on besides the submission: the tests and the grader."""
+        digest = hashlib.sha256()
+        files = [*sorted(self.source.glob("*.ipynb")), *sorted(self.release.glob("*.ipynb")),
+                 *sorted((REPOSITORY / "autograder").glob("*.py")),
+                 *sorted((REPOSITORY / "convcourse").glob("*.py"))]
+        for path in files:
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+        return digest.hexdigest()
+
+
+# --- collecting ----------------------------------------------------------------------------------
+
+def collect(course: Course, submissions: Path) -> tuple[list[str], dict[str, str]]:
+    """Copy the batch into autograder/submitted/; the learners found, and those refused."""
+    if submissions.is_file() and submissions.suffix == ".zip":
+        return collect_zip(course, submissions)
+    if not submissions.is_dir():
+        raise SystemExit(f"grade: {submissions} is neither a folder of learners' folders nor a "
+                         ".zip file")
+    students, refused = [], {}
+    for folder in sorted(submissions.iterdir()):
+        if not folder.is_dir() or folder.is_symlink():
+            continue
+        if not STUDENT_ID.match(folder.name):
+            refused[folder.name] = ("the folder's name is not a usable student id (letters, "
+                                    "digits and _.@+- only)")
+            continue
+        target = course.folder("submitted", folder.name)
+        if target.resolve() != folder.resolve():
+            shutil.rmtree(target, ignore_errors=True)
+            target.mkdir(parents=True)
+            for path in folder.rglob("*"):
+                if path.is_file() and not path.is_symlink() \
+                        and path.stat().st_size <= MAX_SUBMISSION_BYTES:
+                    (target / path.relative_to(folder)).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(path, target / path.relative_to(folder))
+        students.append(folder.name)
+    return students, refused
+
+
+def collect_zip(course: Course, archive: Path) -> tuple[list[str], dict[str, str]]:
+    """Let nbgrader's zip_collect unpack an LMS download into autograder/submitted/."""
+    downloaded = course.work / "downloaded" / course.assignment
+    shutil.rmtree(downloaded, ignore_errors=True)
+    (downloaded / "archive").mkdir(parents=True)
+    shutil.copyfile(archive, downloaded / "archive" / archive.name)
+    before = set(_submitted(course))
+    result = nbgrader(course, "zip_collect", course.assignment, "--force")
+    if result.returncode != 0:
+        raise SystemExit(f"grade: nbgrader zip_collect failed:\n{result.stdout[-2000:]}"
+                         f"{result.stderr[-2000:]}")
+    students = sorted(set(_submitted(course)) - before | set(_students_in(course, downloaded)))
+    return students, {}
+
+
+def _submitted(course: Course) -> list[str]:
+    folder = course.work / "submitted"
+    return [p.name for p in folder.iterdir() if (p / course.assignment).is_dir()] \
+        if folder.is_dir() else []
+
+
+def _students_in(course: Course, downloaded: Path) -> list[str]:
+    """Students whose files zip_collect copied this time (their folders may have existed)."""
+    found = []
+    for student in _submitted(course):
+        folder = course.folder("submitted", student)
+        if any(p.stat().st_mtime >= (downloaded / "archive").stat().st_mtime
+               for p in folder.rglob("*") if p.is_file()):
+            found.append(student)
+    return found
+
+
+def nbgrader(course: Course, *args: str) -> subprocess.CompletedProcess:
+    """Run an nbgrader command on the course with its configuration."""
+    tool = Path(sys.executable).parent / "nbgrader"
+    env = {**os.environ, "JUPYTER_CONFIG_PATH": str(REPOSITORY / "autograder"),
+           "PATH": f"{tool.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.run([str(tool), *args, f"--CourseDirectory.root={course.root}",
+                           f"--CourseDirectory.db_url={course.db_url}"],
+                          cwd=course.root, env=env, capture_output=True, text=True, check=False)
+
+
+# --- the gradebook ------------------------------------------------------------------------------
+
+def ensure_gradebook(course: Course) -> None:
+    """The gradebook knows the assignment's cells as the source has them (else nbgrader's
+    generate_assignment records them, releasing into a scratch folder, not notebooks/)."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    from autograder.score import grade_cells, nbgrader_meta
+
+    wanted = {(path.stem, nbgrader_meta(c)["grade_id"], float(nbgrader_meta(c)["points"]))
+              for path in course.source.glob("*.ipynb")
+              for c in grade_cells(nbformat.read(path, as_version=4))}
+    course.work.mkdir(parents=True, exist_ok=True)
+    try:
+        with Gradebook(course.db_url) as gradebook:
+            assignment = gradebook.find_assignment(course.assignment)
+            known = {(nb.name, cell.name, float(cell.max_score))
+                     for nb in assignment.notebooks for cell in nb.grade_cells}
+        if known == wanted:
+            return
+    except (MissingEntry, Exception):  # noqa: BLE001  (a new or an older gradebook)
+        pass
+    with tempfile.TemporaryDirectory() as scratch:
+        result = nbgrader(course, "generate_assignment", course.assignment, "--force",
+                          f"--CourseDirectory.release_directory={scratch}")
+    if result.returncode != 0:
+        raise SystemExit(f"grade: nbgrader generate_assignment failed:\n{result.stderr[-3000:]}")
+
+
+def record(course: Course, graded: dict) -> None:
+    """Write one learner's scores into the nbgrader gradebook."""
+    import warnings
+
+    from nbgrader.api import Gradebook
+
+    with Gradebook(course.db_url) as gradebook, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # SQLAlchemy's notes on nbgrader's own session use
+        gradebook.update_or_create_student(graded["student_id"])
+        submission = gradebook.update_or_create_submission(course.assignment,
+                                                           graded["student_id"])
+        for notebook in submission.notebooks:
+            tests = {t["grade_id"]: t for t in
+                     graded["notebooks"].get(notebook.name, {}).get("tests", [])}
+            for grade in notebook.grades:
+                grade.auto_score = tests.get(grade.name, {}).get("score", 0.0)
+                grade.needs_manual_grade = False
+        gradebook.db.commit()
+
+
+def write_csv(course: Course, results: list[dict]) -> Path:
+    """autograder/grades.csv: this assignment's rows replaced, other assignments' kept."""
+    path = course.work / "grades.csv"
+    rows = []
+    if path.exists():
+        with path.open(newline="") as file:
+            rows = [row for row in csv.DictReader(file) if row["assignment"] != course.assignment]
+    for graded in results:
+        rows.append({"student_id": graded["student_id"], "assignment": course.assignment,
+                     "score": f"{graded['score']:g}", "max_score": f"{graded['max_score']:g}",
+                     "problem": graded.get("problem") or ""})
+    rows.sort(key=lambda row: (row["assignment"], row["student_id"]))
+    scratch = path.with_suffix(".csv.part")
+    with scratch.open("w", newline="") as file:
+        writer = csv.DictWriter(file, ["student_id", "assignment", "score", "max_score",
+                                       "problem"])
+        writer.writeheader()
+        writer.writerows(rows)
+    scratch.replace(path)
+    return path
+
+
+# --- grading one learner (in a worker process) ---------------------------------------------------
+
+_SLOT = 0
+
+
+def _start_worker(slots, threads: int) -> None:
+    global _SLOT
+    _SLOT = slots.get()
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def submission_key(course: Course, student: str, fingerprint: str) -> str:
+    digest = hashlib.sha256(fingerprint.encode())
+    folder = course.folder("submitted", student)
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def grade_student(root: str, assignment: str, student: str, key: str, limits: Limits,
+                  isolated: bool) -> dict:
+    """Grade every notebook of one learner; write the autograded notebooks, the feedback HTML
+    and, last, result.json (its presence means: graded)."""
+    from autograder.feedback import feedback_html
+    from autograder.score import grade_notebook
+
+    course = Course(Path(root), assignment)
+    submitted = course.folder("submitted", student)
+    autograded, feedback = course.folder("autograded", student), course.folder("feedback",
+                                                                               student)
+    for folder in (autograded, feedback):
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+    started = time.monotonic()
+    graded = {"student_id": student, "assignment": assignment, "key": key, "notebooks": {}}
+    for name in course.notebooks():
+        source = nbformat.read(course.source / f"{name}.ipynb", as_version=4)
+        release = nbformat.read(course.release / f"{name}.ipynb", as_version=4)
+        result = grade_notebook(source, release, find_notebook(submitted, name), slot=_SLOT,
+                                limits=limits, isolated=isolated)
+        nbformat.write(result.feedback, autograded / f"{name}.ipynb")
+        (feedback / f"{name}.html").write_text(
+            feedback_html(result, student=student, assignment=assignment), encoding="utf-8")
+        graded["notebooks"][name] = {
+            "score": result.score, "max_score": result.max_score, "problem": result.problem,
+            "notes": result.notes, "tests": [asdict(t) for t in result.tests]}
+    notebooks = graded["notebooks"].values()
+    graded["score"] = sum(n["score"] for n in notebooks)
+    graded["max_score"] = sum(n["max_score"] for n in notebooks)
+    problems = [n["problem"] for n in notebooks if n["problem"]]
+    graded["problem"] = "; ".join(problems) or None
+    graded["seconds"] = round(time.monotonic() - started, 2)
+    part = autograded / "result.json.part"
+    part.write_text(json.dumps(graded, indent=1))
+    part.replace(autograded / "result.json")
+    return graded
+
+
+def find_notebook(folder: Path, name: str) -> Path:
+    """``<name>.ipynb`` in the learner's folder, or its only notebook if named otherwise."""
+    exact = folder / f"{name}.ipynb"
+    if exact.exists():
+        return exact
+    found = sorted(p for p in folder.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+    return found[0] if len(found) == 1 else exact
+
+
+def previous_result(course: Course, student: str, key: str) -> dict | None:
+    path = course.folder("autograded", student) / "result.json"
+    try:
+        graded = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return graded if graded.get("key") == key else None
+
+
+# --- the batch ---------------------------------------------------------------------------------
+
+class Progress:
+    """One line that redraws itself: a bar, counts and the time so far."""
+
+    def __init__(self, total: int):
+        self.total, self.done, self.failed = total, 0, 0
+        self.started = time.monotonic()
+        self.live = sys.stderr.isatty()
+
+    def update(self, graded: dict | None = None) -> None:
+        if graded is not None:
+            self.done += 1
+            self.failed += bool(graded.get("problem"))
+        width = 30
+        filled = width * self.done // max(self.total, 1)
+        line = (f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} graded"
+                f"{f', {self.failed} with problems' if self.failed else ''} "
+                f"({time.monotonic() - self.started:.0f} s)")
+        if self.live:
+            print(f"\r{line}", end="", file=sys.stderr, flush=True)
+        elif graded is None or self.done == self.total or self.done % 10 == 0:
+            print(line, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.live:
+            print(file=sys.stderr)
+
+
+def grade_batch(course: Course, students: list[str], *, workers: int, limits: Limits,
+                isolated: bool, force: bool) -> tuple[list[dict], bool]:
+    """Grade (or reuse) every learner's submission; record each in the gradebook as it comes.
+    Returns the results and whether the batch ran to the end."""
+    fingerprint = course.fingerprint()
+    keys = {student: submission_key(course, student, fingerprint) for student in students}
+    results, todo = [], []
+    for student in students:
+        kept = None if force else previous_result(course, student, keys[student])
+        if kept is None:
+            todo.append(student)
+        else:
+            results.append(kept)
+    progress = Progress(len(students))
+    for graded in results:
+        record(course, graded)
+        progress.update(graded)
+    if not todo:
+        progress.close()
+        return results, True
+    context = multiprocessing.get_context("spawn")
+    slots = context.Queue()
+    for slot in range(workers):
+        slots.put(slot)
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    pool = concurrent.futures.ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_start_worker,
+        initargs=(slots, threads))
+    complete = False
+    try:
+        futures = {pool.submit(grade_student, str(course.root), course.assignment, student,
+                               keys[student], limits, isolated): student for student in todo}
+        for future in concurrent.futures.as_completed(futures):
+            student = futures[future]
+            try:
+                graded = future.result()
+            except Exception as error:  # noqa: BLE001  (a bug of ours: say so, keep going)
+                graded = failed_result(course, student, f"the grader failed: "
+                                                        f"{type(error).__name__}: {error}")
+            record(course, graded)
+            results.append(graded)
+            progress.update(graded)
+        complete = True
+    except KeyboardInterrupt:
+        print("\ngrade: interrupted; what was graded is kept, run the same command again to "
+              "grade the rest.", file=sys.stderr)
+    finally:
+        progress.close()
+        if not complete:
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.terminate()
+        pool.shutdown(wait=complete, cancel_futures=True)
+    return results, complete
+
+
+def failed_result(course: Course, student: str, problem: str) -> dict:
+    """A learner's grade when grading itself failed (recorded as 0, with the reason)."""
+    from autograder.score import grade_cells, nbgrader_meta
+
+    most = sum(float(nbgrader_meta(c)["points"]) for path in course.source.glob("*.ipynb")
+               for c in grade_cells(nbformat.read(path, as_version=4)))
+    return {"student_id": student, "assignment": course.assignment, "score": 0.0,
+            "max_score": most, "problem": problem, "notebooks": {}}
+
+
+def summary(results: list[dict], refused: dict[str, str], seconds: float) -> str:
+    scores = [r["score"] for r in results]
+    with_problems = [r for r in results if r.get("problem")]
+    lines = [f"Graded {len(results)} submissions in {seconds:.0f} s"
+             + (f" ({60 * len(results) / seconds:.1f} per minute)" if seconds else "") + "."]
+    if results:
+        best = max(r["max_score"] for r in results)
+        lines.append(f"Mean score {sum(scores) / len(scores):.2f} of {best:g}.")
+    for r in with_problems:
+        lines.append(f"  {r['student_id']}: {r['problem']}")
+    stopped = [r["student_id"] for r in results
+               if any(n.get("notes") for n in r.get("notebooks", {}).values())]
+    if stopped:
+        lines.append(f"  code that crashed, hung or was stopped (scored by what still ran; the "
+                     f"reasons are in their feedback): {', '.join(stopped)}")
+    for student, why in refused.items():
+        lines.append(f"  not graded: {student!r}: {why}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m autograder.grade", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("assignment")
+    parser.add_argument("submissions", type=Path)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--root", type=Path, default=REPOSITORY,
+                        help="the course folder (default: this repository)")
+    parser.add_argument("--force", action="store_true", help="grade again what was graded")
+    parser.add_argument("--unsafe", action="store_true",
+                        help="grade without the bubblewrap sandbox (learner code then runs "
+                             "with this user's rights)")
+    defaults = Limits()
+    parser.add_argument("--call-timeout", type=float, default=defaults.call_seconds)
+    parser.add_argument("--cells-timeout", type=float, default=defaults.cells_seconds)
+    parser.add_argument("--submission-timeout", type=float, default=defaults.submission_seconds)
+    args = parser.parse_args(argv)
+
+    course = Course(args.root.resolve(), args.assignment)
+    if not course.source.is_dir() or not course.notebooks():
+        print(f"grade: no assignment {args.assignment!r}: {course.source} has no notebooks",
+              file=sys.stderr)
+        return 2
+    problem = bwrap_problem()
+    if problem and not args.unsafe:
+        print(f"grade: REFUSED. Learner code must run in a sandbox, and {problem}.\n"
+              "Install bubblewrap, or pass --unsafe (make grade UNSAFE=1) to run learner code "
+              "unisolated on this machine.", file=sys.stderr)
+        return 3
+    if args.unsafe:
+        print("grade: WARNING: --unsafe: learner code runs WITHOUT the sandbox, with your "
+              "rights on this machine.", file=sys.stderr)
+    limits = Limits(call_seconds=args.call_timeout, cells_seconds=args.cells_timeout,
+                    submission_seconds=args.submission_timeout)
+    started = time.monotonic()
+    students, refused = collect(course, args.submissions)
+    ensure_gradebook(course)
+    results, complete = grade_batch(course, students, workers=max(1, args.workers),
+                                    limits=limits, isolated=not args.unsafe, force=args.force)
+    csv_path = write_csv(course, results)
+    print(summary(results, refused, time.monotonic() - started))
+    print(f"Scores: {csv_path}; feedback: {course.work / 'feedback'}/<student>/"
+          f"{course.assignment}/")
+    return 0 if complete else 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
