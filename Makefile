@@ -26,7 +26,8 @@ help:
 	@echo "make grade ASSIGNMENT=02-numpy SUBMISSIONS=folder-or.zip [WORKERS=n] [UNSAFE=1]"
 	@echo "           grade a class in the bubblewrap sandbox: gradebook, feedback, grades.csv"
 	@echo "make gradescope ASSIGNMENT=02-numpy   build autograder/dist/<id>-gradescope.zip"
-	@echo "make bench  time the reference solutions against F.conv2d (medians, ratios)"
+	@echo "make bench  time the reference solutions against F.conv2d, and make grade against"
+	@echo "           plain nbgrader autograde (submissions per minute, same batch)"
 	@echo "make clean  remove builds and caches (keeps .venv)"
 
 # One environment for everything: the shared package, the book, nbgrader and the test tools.
@@ -75,7 +76,8 @@ gradescope: $(STAMP)
 	$(BIN)/python -m autograder.gradescope $(ASSIGNMENT) $(if $(UNSAFE),--unsafe)
 
 bench: $(STAMP)
-	cd tests && ../$(BIN)/python bench.py $(BENCH_ARGS)
+	cd tests && ../$(BIN)/python bench.py $(BENCH_ARGS) && \
+	  ../$(BIN)/python bench_grading.py $(BENCH_ARGS)
 
 clean:
 	rm -rf book/_build .pytest_cache .ruff_cache

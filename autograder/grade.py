@@ -37,6 +37,8 @@ from autograder.sandbox import Limits, bwrap_problem
 REPOSITORY = Path(__file__).resolve().parents[1]
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,99}$")
 MAX_SUBMISSION_BYTES = 50 << 20
+#: The grader's modules a score depends on (a change to one of them grades everything again).
+SCORING = ("score", "remote", "runner", "sandbox", "wire")
 
 
 class Course:
@@ -59,7 +61,7 @@ class Course:
         """What a grade depends on besides the submission: the tests and the grader."""
         digest = hashlib.sha256()
         files = [*sorted(self.source.glob("*.ipynb")), *sorted(self.release.glob("*.ipynb")),
-                 *sorted((REPOSITORY / "autograder").glob("*.py")),
+                 *(REPOSITORY / "autograder" / f"{name}.py" for name in SCORING),
                  *sorted((REPOSITORY / "convcourse").glob("*.py"))]
         for path in files:
             digest.update(path.name.encode() + b"\0" + path.read_bytes())
@@ -75,6 +77,8 @@ def collect(course: Course, submissions: Path) -> tuple[list[str], dict[str, str
     if not submissions.is_dir():
         raise SystemExit(f"grade: {submissions} is neither a folder of learners' folders nor a "
                          ".zip file")
+    if submissions.resolve() == (course.work / "submitted").resolve():
+        return sorted(_submitted(course)), {}  # nbgrader's own layout, already in place
     students, refused = [], {}
     for folder in sorted(submissions.iterdir()):
         if not folder.is_dir() or folder.is_symlink():
@@ -84,6 +88,8 @@ def collect(course: Course, submissions: Path) -> tuple[list[str], dict[str, str
                                     "digits and _.@+- only)")
             continue
         target = course.folder("submitted", folder.name)
+        if (folder / course.assignment).is_dir():  # <student>/<assignment>/, as nbgrader has it
+            folder = folder / course.assignment
         if target.resolve() != folder.resolve():
             shutil.rmtree(target, ignore_errors=True)
             target.mkdir(parents=True)
@@ -317,10 +323,13 @@ class Progress:
             print(file=sys.stderr)
 
 
-def grade_batch(course: Course, students: list[str], *, workers: int, limits: Limits,
-                isolated: bool, force: bool) -> tuple[list[dict], bool]:
+def grade_batch(course: Course, students: list[str], failures: dict[str, str], *,
+                workers: int, limits: Limits, isolated: bool, force: bool
+                ) -> tuple[list[dict], bool]:
     """Grade (or reuse) every learner's submission; record each in the gradebook as it comes.
-    Returns the results and whether the batch ran to the end."""
+    Returns the results and whether the batch ran to the end. A submission the grader itself
+    failed on (not the learner's code) gets no grade: it lands in ``failures``, and the next
+    run tries it again."""
     fingerprint = course.fingerprint()
     keys = {student: submission_key(course, student, fingerprint) for student in students}
     results, todo = [], []
@@ -353,9 +362,10 @@ def grade_batch(course: Course, students: list[str], *, workers: int, limits: Li
             student = futures[future]
             try:
                 graded = future.result()
-            except Exception as error:  # noqa: BLE001  (a bug of ours: say so, keep going)
-                graded = failed_result(course, student, f"the grader failed: "
-                                                        f"{type(error).__name__}: {error}")
+            except Exception as error:  # noqa: BLE001  (ours, not the learner's: no grade)
+                failures[student] = f"{type(error).__name__}: {str(error)[:500]}"
+                progress.update({"problem": "grader"})
+                continue
             record(course, graded)
             results.append(graded)
             progress.update(graded)
@@ -372,17 +382,8 @@ def grade_batch(course: Course, students: list[str], *, workers: int, limits: Li
     return results, complete
 
 
-def failed_result(course: Course, student: str, problem: str) -> dict:
-    """A learner's grade when grading itself failed (recorded as 0, with the reason)."""
-    from autograder.score import grade_cells, nbgrader_meta
-
-    most = sum(float(nbgrader_meta(c)["points"]) for path in course.source.glob("*.ipynb")
-               for c in grade_cells(nbformat.read(path, as_version=4)))
-    return {"student_id": student, "assignment": course.assignment, "score": 0.0,
-            "max_score": most, "problem": problem, "notebooks": {}}
-
-
-def summary(results: list[dict], refused: dict[str, str], seconds: float) -> str:
+def summary(results: list[dict], refused: dict[str, str], failures: dict[str, str],
+            seconds: float) -> str:
     scores = [r["score"] for r in results]
     with_problems = [r for r in results if r.get("problem")]
     lines = [f"Graded {len(results)} submissions in {seconds:.0f} s"
@@ -399,6 +400,8 @@ def summary(results: list[dict], refused: dict[str, str], seconds: float) -> str
                      f"reasons are in their feedback): {', '.join(stopped)}")
     for student, why in refused.items():
         lines.append(f"  not graded: {student!r}: {why}")
+    for student, why in failures.items():
+        lines.append(f"  not graded, the grader failed (run again to retry): {student}: {why}")
     return "\n".join(lines)
 
 
@@ -438,14 +441,20 @@ def main(argv: list[str] | None = None) -> int:
                     submission_seconds=args.submission_timeout)
     started = time.monotonic()
     students, refused = collect(course, args.submissions)
+    if not students:
+        reasons = "".join(f"\n  not graded: {who!r}: {why}" for who, why in refused.items())
+        print(f"grade: no submissions found in {args.submissions} (expected <student_id>/"
+              f"<notebook>.ipynb folders, or a zip of them){reasons}", file=sys.stderr)
+        return 2
     ensure_gradebook(course)
-    results, complete = grade_batch(course, students, workers=max(1, args.workers),
+    failures: dict[str, str] = {}
+    results, complete = grade_batch(course, students, failures, workers=max(1, args.workers),
                                     limits=limits, isolated=not args.unsafe, force=args.force)
     csv_path = write_csv(course, results)
-    print(summary(results, refused, time.monotonic() - started))
+    print(summary(results, refused, failures, time.monotonic() - started))
     print(f"Scores: {csv_path}; feedback: {course.work / 'feedback'}/<student>/"
           f"{course.assignment}/")
-    return 0 if complete else 130
+    return 130 if not complete else 1 if failures else 0
 
 
 if __name__ == "__main__":

@@ -38,6 +38,6 @@ c.Execute.timeout = 600
 # pattern: `<student_id>_<anything_>notebook.ipynb`, or `<student_id>/<notebook>.ipynb`
 # (change it to your LMS's naming).
 c.ZipCollectApp.downloaded_directory = "autograder/downloaded"
-c.FileNameCollector.named_regexp = (
+c.FileNameCollectorPlugin.named_regexp = (
     r"^(?:.*/)?(?P<student_id>[A-Za-z0-9.@+-]+)[/_](?:[^/]*_)?(?P<file_id>[^/_]+\.ipynb)$"
 )

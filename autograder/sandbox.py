@@ -105,7 +105,12 @@ def _bwrap_command(slot: int, limits: Limits | None = None) -> list[str]:
             command += ["--symlink", os.readlink(host), str(host)]
         elif host.is_dir():
             command += ["--ro-bind", str(host), str(host)]
-    made: set[Path] = {Path("/")}
+    # The private /tmp first: paths bound below may lie under /tmp, and must stay visible.
+    command += ["--proc", "/proc", "--dev", "/dev",
+                "--perms", "1777", "--size", str(limits.file_bytes), "--tmpfs", "/tmp",
+                "--perms", "0755", "--dir", "/home",
+                "--perms", "0777", "--size", str(limits.file_bytes), "--tmpfs", "/home/learner"]
+    made: set[Path] = {Path("/"), Path("/tmp"), Path("/home")}
     for path in [*_bound_paths(), Path("/grader/runner.py")]:
         for parent in reversed(path.parents):
             if parent not in made and not parent.is_relative_to("/usr"):
@@ -115,9 +120,6 @@ def _bwrap_command(slot: int, limits: Limits | None = None) -> list[str]:
         command += ["--ro-bind", str(path), str(path)]
     command += ["--ro-bind", str(HERE / "runner.py"), "/grader/runner.py",
                 "--ro-bind", str(Path(wire.__file__).resolve()), "/grader/wire.py",
-                "--proc", "/proc", "--dev", "/dev",
-                "--perms", "1777", "--size", str(limits.file_bytes), "--tmpfs", "/tmp",
-                "--perms", "0777", "--size", str(limits.file_bytes), "--tmpfs", "/home/learner",
                 "--chdir", "/home/learner", "--clearenv"]
     for name, value in {"HOME": "/home/learner", "PATH": "/usr/local/bin:/usr/bin:/bin",
                         "LANG": "C.UTF-8", "TMPDIR": "/tmp", "MPLBACKEND": "Agg",

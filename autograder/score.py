@@ -2,7 +2,9 @@
 tests run here, against the learner's functions through stand-ins (:mod:`autograder.remote`).
 
 What the sandbox runs: every code cell of the submission in its order, except the graded
-test cells, with locked cells put back as the instructor wrote them (as nbgrader does).
+test cells and the instructor's cells tagged ``skip-when-grading`` (demonstrations and timings
+that define nothing a learner's code uses), with locked cells put back as the instructor
+wrote them (as nbgrader does).
 What the grader runs: the source notebook's cells tagged ``test-setup`` (imports and helpers
 the tests need), then each graded test cell, hidden tests included. A test cell scores its
 points when it raises nothing, else 0 with the exception's message as feedback; tracebacks,
@@ -24,10 +26,12 @@ import nbformat
 
 from autograder import wire
 from autograder.remote import RemoteClass, RemoteFunction
-from autograder.sandbox import Limits, Sandbox, SandboxDied, SandboxTimeout
+from autograder.sandbox import Limits, Sandbox, SandboxDied, SandboxTimeout, SandboxUnavailable
 
 #: Cells of the source notebook that the grader runs before the tests (imports, helpers).
 SETUP_TAG = "test-setup"
+#: Locked cells the sandbox leaves out: they only demonstrate or time things.
+SKIP_TAG = "skip-when-grading"
 MAX_NOTEBOOK_BYTES = 20 << 20
 MAX_MESSAGE = 3000
 
@@ -99,7 +103,9 @@ def read_submission(path: Path) -> nbformat.NotebookNode:
 
 def learner_program(submission, source) -> list[dict]:
     """The cells the sandbox runs, in the submission's order (see the module's docstring)."""
-    tests = {nbgrader_meta(c)["grade_id"] for c in grade_cells(source)}
+    left_out = {nbgrader_meta(c)["grade_id"] for c in grade_cells(source)}
+    left_out |= {nbgrader_meta(c).get("grade_id") for c in source.cells
+                 if SKIP_TAG in c.metadata.get("tags", []) and nbgrader_meta(c).get("locked")}
     locked = {nbgrader_meta(c)["grade_id"]: c.source for c in source.cells
               if c.cell_type == "code" and nbgrader_meta(c).get("locked")
               and not nbgrader_meta(c).get("grade") and not nbgrader_meta(c).get("solution")}
@@ -109,7 +115,7 @@ def learner_program(submission, source) -> list[dict]:
             continue
         grade_id = nbgrader_meta(cell).get("grade_id")
         grade_id = grade_id if isinstance(grade_id, str) else None
-        if grade_id in tests:
+        if grade_id in left_out:
             continue
         code = locked[grade_id] if grade_id in locked else cell.get("source", "")
         seen.add(grade_id)
@@ -176,9 +182,9 @@ class Session:
             except (SandboxTimeout, SandboxDied, wire.WireError) as failure:
                 sandbox.kill()
                 self.printed = sandbox.printed()
-                if current is None:
-                    raise SandboxDied(f"the sandbox did not start: {failure} "
-                                      f"{self.printed[-500:]}") from None
+                if current is None:  # before any learner code ran: the grader's failure
+                    raise SandboxUnavailable(f"the sandbox did not start: {failure} "
+                                             f"{self.printed[-500:]}") from None
                 label = self.program[current]["label"]
                 why = (f"did not finish within {self.limits.cells_seconds:g} s"
                        if isinstance(failure, SandboxTimeout) else f"stopped the process: "
@@ -305,12 +311,8 @@ def grade_notebook(source, release, path: Path, *, slot: int = 0, limits: Limits
     program = learner_program(submission, source)
     session = Session(program, answer_names(source), slot=slot, limits=limits or Limits(),
                       isolated=isolated)
-    try:
-        with session:
-            tests = run_tests(source, session)
-    except SandboxDied as failure:  # the sandbox itself would not start
-        tests = [TestResult(nbgrader_meta(c)["grade_id"], float(nbgrader_meta(c)["points"]),
-                            0.0, str(failure)) for c in grade_cells(source)]
+    with session:  # SandboxUnavailable propagates: not a grade, a failure of the grader
+        tests = run_tests(source, session)
     result = NotebookResult(name, tests, notes=session.notes, printed=session.printed)
     result.feedback = feedback_notebook(release, submission, result, session.errors)
     return result

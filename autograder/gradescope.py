@@ -1,0 +1,290 @@
+"""Gradescope: one assignment's autograder as a zip, and the grading of one submission with it.
+
+Build it (the instructor, in the repository)::
+
+    python -m autograder.gradescope ASSIGNMENT [--root ROOT] [--unsafe]
+
+writes ``ROOT/autograder/dist/ASSIGNMENT-gradescope.zip``: Gradescope's ``setup.sh`` and
+``run_autograder`` at its root (from ``autograder/gradescope/``), the grader, ``convcourse/``,
+and that assignment's ``solutions/`` and ``notebooks/`` folders; nothing else.
+
+Gradescope unpacks it into ``/autograder/source`` and, for each submission, runs
+``run_autograder``, which calls::
+
+    python -m autograder.gradescope ASSIGNMENT --grade [--unsafe]
+
+That finds the submitted notebook in ``$AUTOGRADER_ROOT/submission/`` (default ``/autograder``),
+grades it as ``make grade`` does (:func:`autograder.score.grade_notebook`: the learner's cells in
+the bubblewrap sandbox, the instructor's tests here) and writes
+``$AUTOGRADER_ROOT/results/results.json`` in Gradescope's format: the score, a summary, and one
+entry per graded test cell, shown only after grades are published when the cell holds hidden
+tests. Where bubblewrap cannot run, it refuses (score 0, and a result that says why) unless the
+zip was built with ``--unsafe``; it then grades without the sandbox and says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import re
+import sys
+import time
+import traceback
+import zipfile
+from pathlib import Path
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+#: The grader's files that go into the zip (the sandbox, its runner, the scorer, this file).
+GRADER_FILES = ("__init__.py", "wire.py", "runner.py", "sandbox.py", "remote.py", "score.py",
+                "gradescope.py")
+#: Gradescope's two files, kept as templates beside this module.
+TEMPLATES = "autograder/gradescope"
+EXECUTABLE = {"setup.sh", "run_autograder"}
+SKIPPED_DIRECTORIES = {"__pycache__", ".ipynb_checkpoints"}
+ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the same bytes for the same files, on every build
+#: Gradescope stops an autograder after 10 minutes unless told otherwise: grading each
+#: notebook stops well before, so that results.json is always written.
+SECONDS_PER_SUBMISSION = 480.0
+HIDDEN_MARK = "### BEGIN HIDDEN TESTS"
+
+
+# --- building the zip --------------------------------------------------------------------------
+
+def _tree(folder: Path) -> list[Path]:
+    """The files under ``folder``, without caches, checkpoints and hidden files."""
+    files = []
+    for directory, subdirectories, names in os.walk(folder):
+        subdirectories[:] = [d for d in subdirectories
+                             if d not in SKIPPED_DIRECTORIES and not d.startswith(".")]
+        files += [Path(directory) / name for name in names
+                  if not name.startswith(".") and not name.endswith(".pyc")]
+    return files
+
+
+def bundle_files(root: Path, assignment: str) -> dict[str, Path]:
+    """What the zip holds: its path in the zip -> the file in ``root``."""
+    files = {name: root / TEMPLATES / name for name in sorted(EXECUTABLE)}
+    files |= {f"autograder/{name}": root / "autograder" / name for name in GRADER_FILES}
+    for folder in ("convcourse", f"solutions/{assignment}", f"notebooks/{assignment}"):
+        if not (root / folder).is_dir():
+            raise SystemExit(f"{root / folder} is missing: is {assignment!r} an assignment of "
+                             f"the course in {root}?")
+        files |= {path.relative_to(root).as_posix(): path for path in _tree(root / folder)}
+    missing = [str(path) for path in files.values() if not path.is_file()]
+    if missing:
+        raise SystemExit("cannot build the autograder, these files are missing: "
+                         + ", ".join(missing))
+    return files
+
+
+def run_autograder_script(template: str, assignment: str, unsafe: bool) -> str:
+    return (template.replace("@ASSIGNMENT@", assignment)
+            .replace(" @UNSAFE@", " --unsafe" if unsafe else ""))
+
+
+def build(assignment: str, root: Path = REPOSITORY, *, unsafe: bool = False) -> Path:
+    """Write ``root/autograder/dist/<assignment>-gradescope.zip`` and return its path."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", assignment):
+        raise SystemExit(f"{assignment!r} is not an assignment's name (a folder of solutions/)")
+    root = Path(root).resolve()
+    files = bundle_files(root, assignment)
+    target = root / "autograder" / "dist" / f"{assignment}-gradescope.zip"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in sorted(files):
+            data = files[name].read_bytes()
+            if name == "run_autograder":
+                data = run_autograder_script(data.decode(), assignment, unsafe).encode()
+            entry = zipfile.ZipInfo(name, date_time=ZIP_TIME)
+            entry.create_system = 3  # Unix, so that unzip applies the modes below
+            entry.external_attr = (0o100755 if name in EXECUTABLE else 0o100644) << 16
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(entry, data)
+    return target
+
+
+# --- finding the submitted notebook ------------------------------------------------------------
+
+def submitted_notebooks(folder: Path) -> list[Path]:
+    """The notebooks under ``folder``, shallowest first. Only plain files inside it count:
+    a link could point at the solutions (or anywhere else on this machine)."""
+    if not folder.is_dir() or folder.is_symlink():
+        return []
+    inside = folder.resolve()
+    found = [path for path in _tree(folder) if path.suffix == ".ipynb"
+             and not path.is_symlink() and path.is_file()
+             and path.resolve().is_relative_to(inside)]
+    return sorted(found, key=lambda path: (len(path.parts), str(path)))
+
+
+def _name_key(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", Path(name).stem.lower())
+
+
+def choose_notebook(candidates: list[Path], expected: str, *, alone: bool) -> Path | None:
+    """The submitted notebook to grade as ``expected``: one of that name; else one whose name
+    contains it, give or take case and punctuation (``Conv2d_NumPy (1).ipynb``); else, where the
+    assignment has one notebook, the only notebook submitted."""
+    for path in candidates:
+        if path.name == expected:
+            return path
+    key = _name_key(expected)
+    for path in candidates:
+        if key in _name_key(path.name):
+            return path
+    return candidates[0] if alone and len(candidates) == 1 else None
+
+
+# --- grading -----------------------------------------------------------------------------------
+
+def _summary(cell) -> str:
+    """The first sentence or so of a test cell's docstring (what it checks), on one line."""
+    try:
+        docstring = ast.get_docstring(ast.parse(cell.source)) or ""
+    except SyntaxError:
+        return ""
+    return " ".join(docstring.split())[:200]
+
+
+def test_entries(result, source, release) -> list[dict]:
+    """Gradescope's entries for one notebook's test cells: names from the released notebook
+    (the learner has seen them), visibility from the source (where the hidden tests are)."""
+    from autograder.score import nbgrader_meta
+
+    hidden = {nbgrader_meta(c).get("grade_id") for c in source.cells if HIDDEN_MARK in c.source}
+    summaries = {nbgrader_meta(c).get("grade_id"): _summary(c) for c in release.cells
+                 if c.cell_type == "code"}
+    entries = []
+    for test in result.tests:
+        summary = summaries.get(test.grade_id)
+        passed = test.message is None
+        entries.append({
+            "name": f"{test.grade_id}: {summary}" if summary else test.grade_id,
+            "score": test.score,
+            "max_score": test.points,
+            "status": "passed" if passed else "failed",
+            "output": ("Passed" + (", hidden tests included." if test.grade_id in hidden
+                                   else ".")) if passed else test.message,
+            "visibility": "after_published" if test.grade_id in hidden else "visible",
+        })
+    return entries
+
+
+def refusal(problem: str) -> dict:
+    return {"score": 0.0, "tests": [], "output": (
+        "This submission was not graded: the sandbox that learners' code runs in cannot run "
+        f"here ({problem}). This is not a problem with your work: please tell your instructor. "
+        "(Instructors: fix the image, or rebuild the autograder with --unsafe to grade without "
+        "the sandbox.)")}
+
+
+def grade(assignment: str, root: Path, autograder_root: Path, *,
+          unsandboxed: str | None = None) -> dict:
+    """Grade the submission in ``autograder_root/submission`` and return Gradescope's result;
+    in the sandbox, or without it when ``unsandboxed`` says why."""
+    # Imported here, not at the top: building the zip needs none of the grader's imports.
+    import nbformat
+
+    from autograder import score as scorer
+    from autograder.sandbox import Limits
+
+    started = time.monotonic()
+    summary = [] if unsandboxed is None else [
+        f"Graded WITHOUT the sandbox ({unsandboxed}): this autograder was built with --unsafe."]
+    releases = sorted((root / "notebooks" / assignment).glob("*.ipynb"))
+    submission = autograder_root / "submission"
+    candidates = submitted_notebooks(submission)
+    limits = Limits(submission_seconds=SECONDS_PER_SUBMISSION / max(len(releases), 1))
+    tests, score = [], 0.0
+    for release_path in releases:
+        source = nbformat.read(root / "solutions" / assignment / release_path.name, as_version=4)
+        release = nbformat.read(release_path, as_version=4)
+        found = choose_notebook(candidates, release_path.name, alone=len(releases) == 1)
+        if found is None:
+            seen = ", ".join(p.relative_to(submission).as_posix() for p in candidates) or "none"
+            why = (f"No notebook named {release_path.name} was found in your submission "
+                   f"(notebooks submitted: {seen}). Upload the notebook you worked in.")
+            result = scorer.NotebookResult(release_path.stem, [
+                scorer.TestResult(scorer.nbgrader_meta(c)["grade_id"],
+                                  float(scorer.nbgrader_meta(c)["points"]), 0.0, why)
+                for c in scorer.grade_cells(source)], problem=why)
+        else:
+            candidates.remove(found)
+            result = scorer.grade_notebook(source, release, found, limits=limits,
+                                           isolated=unsandboxed is None)
+            where = found.relative_to(submission).as_posix()
+            label = where if where == release_path.name else f"{where} as {release_path.name}"
+            summary.append(f"Graded {label}: {result.score:g} of {result.max_score:g} points.")
+        summary += [result.problem] if result.problem else []
+        summary += result.notes
+        tests += test_entries(result, source, release)
+        score += result.score
+    if any(entry["visibility"] == "after_published" for entry in tests):
+        summary.append("Tests that also run hidden cases are shown once grades are published.")
+    return {"score": score, "output": "\n".join(summary), "tests": tests,
+            "execution_time": round(time.monotonic() - started, 1)}
+
+
+def write_results(results: dict, autograder_root: Path) -> Path:
+    path = autograder_root / "results" / "results.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def grade_and_report(assignment: str, root: Path, *, unsafe: bool) -> int:
+    """run_autograder's work: always a results.json; exit status 0 when it holds a grade."""
+    from autograder.sandbox import bwrap_problem
+
+    autograder_root = Path(os.environ.get("AUTOGRADER_ROOT", "/autograder"))
+    status = 0
+    try:
+        problem = bwrap_problem()
+        if problem and not unsafe:
+            results, status = refusal(problem), 1
+            print(results["output"], file=sys.stderr)
+        else:
+            results = grade(assignment, root, autograder_root, unsandboxed=problem)
+    except Exception as error:  # noqa: BLE001  (the grader's own failure: say so, loudly)
+        traceback.print_exc()  # to Gradescope's log, which learners do not see
+        results = {"score": 0.0, "tests": [], "output": (
+            f"The autograder failed ({type(error).__name__}) before it could grade this "
+            "submission. This is not a problem with your work: please tell your instructor.")}
+        status = 1
+    write_results(results, autograder_root)
+    print(f"score {results['score']:g}")
+    print(results["output"])
+    for entry in results["tests"]:
+        print(f"  {entry['score']:g}/{entry['max_score']:g} {entry['name'][:70]}"
+              + ("" if entry["status"] == "passed" else f"\n      {entry['output'][:300]}"))
+    return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m autograder.gradescope",
+        description="Build a Gradescope autograder zip for one assignment into "
+                    "ROOT/autograder/dist/.")
+    parser.add_argument("assignment", help="a folder of solutions/, e.g. 02-numpy")
+    parser.add_argument("--root", type=Path, default=REPOSITORY,
+                        help="the course repository (default: this one)")
+    parser.add_argument("--unsafe", action="store_true",
+                        help="where bubblewrap cannot run, grade without the sandbox instead "
+                             "of refusing (learners' code can then read the hidden tests)")
+    parser.add_argument("--grade", action="store_true",
+                        help="instead, grade the submission in $AUTOGRADER_ROOT/submission "
+                             "(default /autograder): what run_autograder does on Gradescope")
+    options = parser.parse_args(argv)
+    if options.grade:
+        return grade_and_report(options.assignment, options.root.resolve(),
+                                unsafe=options.unsafe)
+    target = build(options.assignment, options.root, unsafe=options.unsafe)
+    print(f"wrote {target}" + (" (grades without the sandbox where bubblewrap cannot run)"
+                               if options.unsafe else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

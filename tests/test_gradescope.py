@@ -1,0 +1,272 @@
+"""The Gradescope autograder: the zip holds the grader and one assignment, nothing else, and its
+run_autograder grades a submission the way Gradescope runs it (a scratch /autograder, the zip
+unpacked into source/, the upload in submission/), sandboxed, into a results.json of
+Gradescope's format that never shows hidden-test source."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import nbformat
+import pytest
+from course import NOTEBOOKS, ROOT, SOLUTIONS
+
+from autograder.gradescope import GRADER_FILES, ZIP_TIME, choose_notebook
+
+ASSIGNMENT = "02-numpy"
+NOTEBOOK = "conv2d-numpy.ipynb"
+SOURCE = SOLUTIONS / ASSIGNMENT / NOTEBOOK
+RELEASE = NOTEBOOKS / ASSIGNMENT / NOTEBOOK
+
+
+def graded_cells() -> dict[str, float]:
+    """grade_id -> points of the source notebook's test cells."""
+    return {c.metadata["nbgrader"]["grade_id"]: float(c.metadata["nbgrader"]["points"])
+            for c in nbformat.read(SOURCE, as_version=4).cells
+            if c.metadata.get("nbgrader", {}).get("grade")
+            and not c.metadata["nbgrader"].get("solution")}
+
+
+def hidden_cells_and_lines() -> tuple[set[str], list[str]]:
+    """The test cells holding hidden tests, and the hidden tests' lines worth looking for."""
+    cells, lines = set(), []
+    for cell in nbformat.read(SOURCE, as_version=4).cells:
+        if "### BEGIN HIDDEN TESTS" not in cell.source:
+            continue
+        cells.add(cell.metadata["nbgrader"]["grade_id"])
+        region = cell.source.split("### BEGIN HIDDEN TESTS")[1].split("### END HIDDEN TESTS")[0]
+        lines += [line.strip() for line in region.splitlines() if len(line.strip()) >= 20]
+    return cells, lines
+
+
+@pytest.fixture(scope="module")
+def scratch():
+    # Outside /tmp: the sandbox mounts a private /tmp over any path below /tmp that it binds
+    # (here the unpacked zip's convcourse/), so a bundle under /tmp cannot run in it.
+    # autograder/dist/ is where the zips go, and git ignores it.
+    dist = ROOT / "autograder" / "dist"
+    dist.mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix=".test-gradescope-", dir=dist))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def course(scratch) -> Path:
+    """A copy of what the zip needs, plus what it must leave out."""
+    root = scratch / "course"
+    (root / "autograder").mkdir(parents=True)
+    for name in (*GRADER_FILES, "nbgrader_config.py"):
+        shutil.copyfile(ROOT / "autograder" / name, root / "autograder" / name)
+    for folder in ("autograder/gradescope", "convcourse", f"solutions/{ASSIGNMENT}",
+                   f"notebooks/{ASSIGNMENT}", "solutions/01-shapes", "notebooks/01-shapes"):
+        shutil.copytree(ROOT / folder, root / folder,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    decoys = ["autograder/gradebook.db", "tests/test_secret.py", "convcourse/__pycache__/x.pyc",
+              f"solutions/{ASSIGNMENT}/.ipynb_checkpoints/conv2d-numpy-checkpoint.ipynb"]
+    for decoy in decoys:
+        (root / decoy).parent.mkdir(parents=True, exist_ok=True)
+        (root / decoy).write_text("not for the zip")
+    return root
+
+
+def build(course: Path, *flags: str) -> bytes:
+    done = subprocess.run([sys.executable, "-m", "autograder.gradescope", ASSIGNMENT,
+                           "--root", str(course), *flags],
+                          cwd=ROOT, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return (course / "autograder" / "dist" / f"{ASSIGNMENT}-gradescope.zip").read_bytes()
+
+
+def install(bundle: bytes, autograder: Path) -> Path:
+    """Unpack the zip into ``autograder/source`` as Gradescope does, file modes included."""
+    with zipfile.ZipFile(io.BytesIO(bundle)) as archive:
+        for entry in archive.infolist():
+            target = autograder / "source" / entry.filename
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(archive.read(entry))
+            target.chmod(entry.external_attr >> 16 & 0o777)
+    return autograder
+
+
+@pytest.fixture(scope="module")
+def bundle(course) -> bytes:
+    return build(course)
+
+
+@pytest.fixture(scope="module")
+def autograder(bundle, scratch) -> Path:
+    return install(bundle, scratch / "autograder")
+
+
+@pytest.fixture(scope="module")
+def unsafe_autograder(course, scratch) -> Path:
+    return install(build(course, "--unsafe"), scratch / "unsafe-autograder")
+
+
+@pytest.fixture(scope="module")
+def no_bwrap(scratch) -> str:
+    """A PATH with what run_autograder uses, but no bwrap."""
+    folder = scratch / "bin"
+    folder.mkdir()
+    for tool in ("bash", "mkdir", "rm"):
+        (folder / tool).symlink_to(shutil.which(tool))
+    return str(folder)
+
+
+def run_autograder(autograder: Path, upload: dict[str, bytes | Path], *,
+                   path: str | None = None, python: str = sys.executable,
+                   ) -> tuple[subprocess.CompletedProcess, dict]:
+    """Put ``upload`` (name -> content, or a Path to link to) in submission/, run
+    run_autograder, and return the run and its results.json."""
+    for folder in ("submission", "results"):
+        shutil.rmtree(autograder / folder, ignore_errors=True)
+    for name, content in upload.items():
+        target = autograder / "submission" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, Path):
+            target.symlink_to(content)
+        else:
+            target.write_bytes(content)
+    env = {**os.environ, "AUTOGRADER_ROOT": str(autograder), "PYTHON": python}
+    if path is not None:
+        env["PATH"] = path
+    done = subprocess.run([autograder / "source" / "run_autograder"], cwd=autograder, env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+    results_file = autograder / "results" / "results.json"
+    assert results_file.is_file(), done.stdout + done.stderr
+    return done, json.loads(results_file.read_text())
+
+
+def check_results(results: dict) -> None:
+    """Gradescope's format: one entry per graded test cell, hidden ones shown after
+    publication, scores that add up, and no hidden-test source anywhere."""
+    points = graded_cells()
+    hidden, hidden_lines = hidden_cells_and_lines()
+    tests = results["tests"]
+    assert [t["name"].split(":")[0] for t in tests] == list(points)
+    for test in tests:
+        grade_id = test["name"].split(":")[0]
+        assert set(test) >= {"name", "score", "max_score", "output", "visibility", "status"}
+        assert test["max_score"] == points[grade_id]
+        assert 0 <= test["score"] <= test["max_score"]
+        assert test["status"] == ("passed" if test["score"] == test["max_score"] else "failed")
+        assert test["visibility"] == ("after_published" if grade_id in hidden else "visible")
+        assert test["output"].strip()
+    assert sum(t["max_score"] for t in tests) == sum(points.values())
+    assert results["score"] == sum(t["score"] for t in tests)
+    shown = json.dumps(results)
+    leaked = [line for line in hidden_lines if json.dumps(line)[1:-1] in shown]
+    assert not leaked, leaked
+
+
+def test_the_zip_holds_the_grader_and_one_assignment_only(course, bundle):
+    expected = {"setup.sh", "run_autograder", f"solutions/{ASSIGNMENT}/{NOTEBOOK}",
+                f"notebooks/{ASSIGNMENT}/{NOTEBOOK}"}
+    expected |= {f"autograder/{name}" for name in GRADER_FILES}
+    expected |= {f"convcourse/{p.name}" for p in (ROOT / "convcourse").glob("*.py")}
+    with zipfile.ZipFile(io.BytesIO(bundle)) as archive:
+        entries = archive.infolist()
+        script = archive.read("run_autograder").decode()
+    names = [entry.filename for entry in entries]
+    assert names == sorted(names) and set(names) == expected
+    for entry in entries:
+        assert entry.date_time == ZIP_TIME
+        mode = entry.external_attr >> 16
+        assert mode == (0o100755 if entry.filename in ("setup.sh", "run_autograder")
+                        else 0o100644), entry.filename
+    assert script.startswith("#!") and f" {ASSIGNMENT} --grade" in script and "@" not in script
+    assert not [line for line in script.splitlines() if "--grade" in line and "--unsafe" in line]
+    assert build(course) == bundle  # the same files give the same bytes
+
+
+def test_setup_installs_bubblewrap_and_the_pinned_dependencies():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    setup = (ROOT / "autograder" / "gradescope" / "setup.sh").read_text()
+    pins = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    for pin in pins:
+        assert f'"{pin}"' in setup, f"setup.sh does not install {pin} as pyproject.toml pins it"
+    torch_pin = next(pin for pin in pins if pin.startswith("torch"))
+    assert f'"{torch_pin}" --index-url https://download.pytorch.org/whl/cpu' in setup
+    assert "bubblewrap" in setup and '"nbformat' in setup and '"nbconvert' in setup
+
+
+def test_the_notebook_is_found_by_its_name_give_or_take_case_and_punctuation():
+    exact, copy, other = Path("a/conv2d-numpy.ipynb"), Path("Conv2d_NumPy (1).ipynb"), \
+        Path("homework.ipynb")
+    assert choose_notebook([copy, exact, other], NOTEBOOK, alone=True) == exact
+    assert choose_notebook([other, copy], NOTEBOOK, alone=True) == copy
+    assert choose_notebook([other], NOTEBOOK, alone=True) == other  # the only one submitted
+    assert choose_notebook([other], NOTEBOOK, alone=False) is None
+    assert choose_notebook([other, Path("scratch.ipynb")], NOTEBOOK, alone=True) is None
+
+
+def test_the_solutions_under_another_name_and_folder_score_full_marks(autograder):
+    done, results = run_autograder(autograder, {"work/Conv2d_NumPy (1).ipynb":
+                                                SOURCE.read_bytes()})
+    assert done.returncode == 0, done.stdout + done.stderr
+    check_results(results)
+    assert results["score"] == sum(graded_cells().values())
+    assert "Graded work/Conv2d_NumPy (1).ipynb as conv2d-numpy.ipynb" in results["output"]
+    assert "WITHOUT" not in results["output"]
+
+
+def test_the_release_scores_zero_and_says_what_is_not_written(autograder):
+    done, results = run_autograder(autograder, {NOTEBOOK: RELEASE.read_bytes()})
+    assert done.returncode == 0, done.stdout + done.stderr
+    check_results(results)
+    assert results["score"] == 0
+    assert all("not written yet" in t["output"] for t in results["tests"])
+    assert f"Graded {NOTEBOOK}: 0 of {sum(graded_cells().values()):g} points." \
+        in results["output"]
+
+
+def test_an_invalid_notebook_scores_zero_and_says_why(autograder):
+    done, results = run_autograder(autograder, {NOTEBOOK: b'{"cells": [oops'})
+    assert done.returncode == 0, done.stdout + done.stderr
+    check_results(results)
+    assert results["score"] == 0
+    assert "is not a valid Jupyter notebook" in results["output"]
+
+
+def test_a_link_is_not_a_submission(autograder):
+    """A learner's link to the solutions inside the autograder is not graded."""
+    solutions = autograder / "source" / "solutions" / ASSIGNMENT / NOTEBOOK
+    done, results = run_autograder(autograder, {NOTEBOOK: solutions, "notes.txt": b"hello"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    check_results(results)
+    assert results["score"] == 0
+    assert "No notebook named conv2d-numpy.ipynb was found" in results["output"]
+
+
+def test_without_bubblewrap_it_refuses(autograder, no_bwrap):
+    done, results = run_autograder(autograder, {NOTEBOOK: SOURCE.read_bytes()}, path=no_bwrap)
+    assert done.returncode != 0
+    assert results["score"] == 0 and results["tests"] == []
+    assert "not graded" in results["output"] and "bubblewrap" in results["output"]
+
+
+def test_built_unsafe_it_grades_without_bubblewrap_and_says_so(unsafe_autograder, no_bwrap):
+    done, results = run_autograder(unsafe_autograder, {NOTEBOOK: RELEASE.read_bytes()},
+                                   path=no_bwrap)
+    assert done.returncode == 0, done.stdout + done.stderr
+    check_results(results)
+    assert results["score"] == 0
+    assert all("not written yet" in t["output"] for t in results["tests"])
+    assert "Graded WITHOUT the sandbox" in results["output"]
+
+
+def test_when_the_grader_cannot_start_gradescope_still_gets_a_result(autograder):
+    done, results = run_autograder(autograder, {NOTEBOOK: SOURCE.read_bytes()},
+                                   python=str(autograder / "no-such-python"))
+    assert done.returncode != 0
+    assert results["score"] == 0 and results["tests"] == []
+    assert "stopped before it could grade" in results["output"]
