@@ -346,7 +346,10 @@ def grade_batch(course: Course, students: list[str], failures: dict[str, str], *
     if not todo:
         progress.close()
         return results, True
-    context = multiprocessing.get_context("spawn")
+    # Workers fork from a server that has imported the heavy modules once (torch, nbconvert).
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["autograder.grade", "autograder.score",
+                                    "autograder.feedback", "nbconvert", "torch"])
     slots = context.Queue()
     for slot in range(workers):
         slots.put(slot)
