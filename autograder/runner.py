@@ -83,7 +83,17 @@ class Server:
             except EOFError:
                 return
             reply, out_arrays = self.answer(header, arrays)
+            self.flush()
             self.send(reply, out_arrays)
+
+    @staticmethod
+    def flush() -> None:
+        """What the learner printed reaches the grader before the sandbox may be killed."""
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001, S110  (a closed or replaced stream)
+                pass
 
     # --- the learner's cells ----------------------------------------------------------------
 
@@ -100,6 +110,7 @@ class Server:
                 outcomes.append(None)
             except BaseException as error:  # noqa: BLE001  (SystemExit too: keep going)
                 outcomes.append(self.error(error))
+            self.flush()
         kinds = {}
         for name in names:
             value = self.namespace.get(name)

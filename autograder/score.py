@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import html
 import io
 import time
 import warnings
@@ -355,7 +356,9 @@ def feedback_notebook(release, submission, result: NotebookResult, errors: dict)
                 f"Passed: {outcome.score:g} of {outcome.points:g} points.\n"))]
                 if outcome.message is None else [_error_output("Failed", outcome.message)])
     notes = ([result.problem] if result.problem else []) + result.notes
-    if notes:
+    if notes:  # notes quote learner-made text (cell labels, messages): escaped, never markup
         notebook.cells.insert(0, nbformat.v4.new_markdown_cell(
-            "**Notes from the grader**\n\n" + "\n".join(f"- {note}" for note in notes)))
+            "**Notes from the grader**\n\n" + "\n".join(
+                f"- {html.escape(note)}".replace("*", "&#42;").replace("`", "&#96;")
+                .replace("[", "&#91;").replace("_", "&#95;") for note in notes)))
     return notebook

