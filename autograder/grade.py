@@ -323,6 +323,24 @@ class Progress:
             print(file=sys.stderr)
 
 
+def _pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
+    # Workers fork from a server that has imported the heavy modules once (torch, nbconvert).
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["autograder.grade", "autograder.score",
+                                    "autograder.feedback", "nbconvert", "torch"])
+    slots = context.Queue()
+    for slot in range(workers):
+        slots.put(slot)
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    return concurrent.futures.ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_start_worker,
+        initargs=(slots, threads))
+
+
+def _ready() -> None:
+    """A task that only starts a worker."""
+
+
 def grade_batch(course: Course, students: list[str], failures: dict[str, str], *,
                 workers: int, limits: Limits, isolated: bool, force: bool
                 ) -> tuple[list[dict], bool]:
@@ -339,24 +357,18 @@ def grade_batch(course: Course, students: list[str], failures: dict[str, str], *
             todo.append(student)
         else:
             results.append(kept)
+    pool = _pool(workers) if todo else None
+    if pool is not None:  # the workers start while nbgrader prepares the gradebook
+        for _ in range(workers):
+            pool.submit(_ready)
+    ensure_gradebook(course)
     progress = Progress(len(students))
     for graded in results:
         record(course, graded)
         progress.update(graded)
-    if not todo:
+    if pool is None:
         progress.close()
         return results, True
-    # Workers fork from a server that has imported the heavy modules once (torch, nbconvert).
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["autograder.grade", "autograder.score",
-                                    "autograder.feedback", "nbconvert", "torch"])
-    slots = context.Queue()
-    for slot in range(workers):
-        slots.put(slot)
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    pool = concurrent.futures.ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=_start_worker,
-        initargs=(slots, threads))
     complete = False
     try:
         futures = {pool.submit(grade_student, str(course.root), course.assignment, student,
@@ -449,7 +461,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"grade: no submissions found in {args.submissions} (expected <student_id>/"
               f"<notebook>.ipynb folders, or a zip of them){reasons}", file=sys.stderr)
         return 2
-    ensure_gradebook(course)
     failures: dict[str, str] = {}
     results, complete = grade_batch(course, students, failures, workers=max(1, args.workers),
                                     limits=limits, isolated=not args.unsafe, force=args.force)
