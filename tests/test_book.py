@@ -25,7 +25,8 @@ def outputs(page_soup: BeautifulSoup) -> str:
 def test_the_build_is_strict_and_clean(built_book):
     assert "build succeeded" in built_book.log
     # Sphinx's own warnings and errors ("file:line: WARNING: ..."); kernels log other chatter.
-    assert not re.search(r"(WARNING|ERROR|CRITICAL):", built_book.log)
+    found = re.search(r"(WARNING|ERROR|CRITICAL):", built_book.log)
+    assert not found, built_book.log[max(found.start() - 1500, 0):found.end() + 500]
 
 
 @pytest.mark.parametrize("page", PAGES)
