@@ -75,8 +75,9 @@ gradescope: $(STAMP)
 	@test -n "$(ASSIGNMENT)" || { echo "usage: make gradescope ASSIGNMENT=<id>"; exit 2; }
 	$(BIN)/python -m autograder.gradescope $(ASSIGNMENT) $(if $(UNSAFE),--unsafe)
 
+# The benchmarks import tests/ helpers, which import the grader from the repository root.
 bench: $(STAMP)
-	cd tests && ../$(BIN)/python bench.py $(BENCH_ARGS) && \
+	cd tests && export PYTHONPATH=$(CURDIR) && ../$(BIN)/python bench.py $(BENCH_ARGS) && \
 	  ../$(BIN)/python bench_grading.py $(BENCH_ARGS)
 
 clean:

@@ -4,7 +4,7 @@
 
 SUBMISSIONS is a folder with one sub-folder per learner (``<student_id>/<notebook>.ipynb``)
 or an LMS zip, which nbgrader's ``zip_collect`` unpacks (file names are matched by the
-``FileNameCollector.named_regexp`` of autograder/nbgrader_config.py). Every submission is
+``FileNameCollectorPlugin.named_regexp`` of autograder/nbgrader_config.py). Every submission is
 copied to autograder/submitted/, graded in the sandbox (autograder/score.py), recorded in
 the nbgrader gradebook, and handed back as feedback HTML in autograder/feedback/; all scores
 go to autograder/grades.csv. A learner's grade is written the moment it is ready, with a
@@ -41,6 +41,10 @@ MAX_SUBMISSION_BYTES = 50 << 20
 SCORING = ("score", "remote", "runner", "sandbox", "wire")
 
 
+def gradebook_url(root: Path) -> str:
+    return f"sqlite:///{root / 'autograder' / 'gradebook.db'}"
+
+
 class Course:
     """Where things are, for the repository or a scratch copy of it (``--root``)."""
 
@@ -49,7 +53,7 @@ class Course:
         self.source = root / "solutions" / assignment
         self.release = root / "notebooks" / assignment
         self.work = root / "autograder"
-        self.db_url = f"sqlite:///{self.work / 'gradebook.db'}"
+        self.db_url = gradebook_url(root)
 
     def notebooks(self) -> list[str]:
         return sorted(p.stem for p in self.source.glob("*.ipynb"))
@@ -81,25 +85,29 @@ def collect(course: Course, submissions: Path) -> tuple[list[str], dict[str, str
         return sorted(_submitted(course)), {}  # nbgrader's own layout, already in place
     students, refused = [], {}
     for folder in sorted(submissions.iterdir()):
+        student = folder.name
         if not folder.is_dir() or folder.is_symlink():
             continue
-        if not STUDENT_ID.match(folder.name):
-            refused[folder.name] = ("the folder's name is not a usable student id (letters, "
-                                    "digits and _.@+- only)")
+        if not STUDENT_ID.match(student):
+            refused[student] = ("the folder's name is not a usable student id (letters, "
+                                "digits and _.@+- only)")
             continue
-        target = course.folder("submitted", folder.name)
         if (folder / course.assignment).is_dir():  # <student>/<assignment>/, as nbgrader has it
             folder = folder / course.assignment
-        if target.resolve() != folder.resolve():
-            shutil.rmtree(target, ignore_errors=True)
-            target.mkdir(parents=True)
-            for path in folder.rglob("*"):
-                if path.is_file() and not path.is_symlink() \
-                        and path.stat().st_size <= MAX_SUBMISSION_BYTES:
-                    (target / path.relative_to(folder)).parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copyfile(path, target / path.relative_to(folder))
-        students.append(folder.name)
+        _copy_plain_files(folder, course.folder("submitted", student))
+        students.append(student)
     return students, refused
+
+
+def _copy_plain_files(folder: Path, target: Path) -> None:
+    """A learner's files, replacing what was there: no links, nothing oversized."""
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink() \
+                and path.stat().st_size <= MAX_SUBMISSION_BYTES:
+            (target / path.relative_to(folder)).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target / path.relative_to(folder))
 
 
 def collect_zip(course: Course, archive: Path) -> tuple[list[str], dict[str, str]]:
@@ -108,13 +116,11 @@ def collect_zip(course: Course, archive: Path) -> tuple[list[str], dict[str, str
     shutil.rmtree(downloaded, ignore_errors=True)
     (downloaded / "archive").mkdir(parents=True)
     shutil.copyfile(archive, downloaded / "archive" / archive.name)
-    before = set(_submitted(course))
-    result = nbgrader(course, "zip_collect", course.assignment, "--force")
+    result = nbgrader(course.root, "zip_collect", course.assignment, "--force")
     if result.returncode != 0:
         raise SystemExit(f"grade: nbgrader zip_collect failed:\n{result.stdout[-2000:]}"
                          f"{result.stderr[-2000:]}")
-    students = sorted(set(_submitted(course)) - before | set(_students_in(course, downloaded)))
-    return students, {}
+    return _students_in(course, downloaded), {}
 
 
 def _submitted(course: Course) -> list[str]:
@@ -124,7 +130,8 @@ def _submitted(course: Course) -> list[str]:
 
 
 def _students_in(course: Course, downloaded: Path) -> list[str]:
-    """Students whose files zip_collect copied this time (their folders may have existed)."""
+    """Students whose files zip_collect copied this time: its copies are newer than the
+    archive (their folders may have existed before)."""
     found = []
     for student in _submitted(course):
         folder = course.folder("submitted", student)
@@ -134,14 +141,15 @@ def _students_in(course: Course, downloaded: Path) -> list[str]:
     return found
 
 
-def nbgrader(course: Course, *args: str) -> subprocess.CompletedProcess:
-    """Run an nbgrader command on the course with its configuration."""
+def nbgrader(root: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run an nbgrader command on the course in ``root`` with this course's configuration."""
+    (root / "autograder").mkdir(parents=True, exist_ok=True)  # where its gradebook lives
     tool = Path(sys.executable).parent / "nbgrader"
     env = {**os.environ, "JUPYTER_CONFIG_PATH": str(REPOSITORY / "autograder"),
            "PATH": f"{tool.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    return subprocess.run([str(tool), *args, f"--CourseDirectory.root={course.root}",
-                           f"--CourseDirectory.db_url={course.db_url}"],
-                          cwd=course.root, env=env, capture_output=True, text=True, check=False)
+    return subprocess.run([str(tool), *args, f"--CourseDirectory.root={root}",
+                           f"--CourseDirectory.db_url={gradebook_url(root)}"],
+                          cwd=root, env=env, capture_output=True, text=True, check=False)
 
 
 # --- the gradebook ------------------------------------------------------------------------------
@@ -167,23 +175,20 @@ def ensure_gradebook(course: Course) -> None:
     except (MissingEntry, Exception):  # noqa: BLE001  (a new or an older gradebook)
         pass
     with tempfile.TemporaryDirectory() as scratch:
-        result = nbgrader(course, "generate_assignment", course.assignment, "--force",
+        result = nbgrader(course.root, "generate_assignment", course.assignment, "--force",
                           f"--CourseDirectory.release_directory={scratch}")
     if result.returncode != 0:
         raise SystemExit(f"grade: nbgrader generate_assignment failed:\n{result.stderr[-3000:]}")
 
 
-def record(course: Course, graded: dict) -> None:
-    """Write one learner's scores into the nbgrader gradebook."""
+def record(gradebook, assignment: str, graded: dict) -> None:
+    """Write one learner's scores into the (open) nbgrader gradebook."""
     import warnings
 
-    from nbgrader.api import Gradebook
-
-    with Gradebook(course.db_url) as gradebook, warnings.catch_warnings():
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # SQLAlchemy's notes on nbgrader's own session use
         gradebook.update_or_create_student(graded["student_id"])
-        submission = gradebook.update_or_create_submission(course.assignment,
-                                                           graded["student_id"])
+        submission = gradebook.update_or_create_submission(assignment, graded["student_id"])
         for notebook in submission.notebooks:
             tests = {t["grade_id"]: t for t in
                      graded["notebooks"].get(notebook.name, {}).get("tests", [])}
@@ -242,7 +247,7 @@ def grade_student(root: str, assignment: str, student: str, key: str, limits: Li
     """Grade every notebook of one learner; write the autograded notebooks, the feedback HTML
     and, last, result.json (its presence means: graded)."""
     from autograder.feedback import feedback_html
-    from autograder.score import grade_notebook
+    from autograder.score import choose_notebook, grade_notebook, submitted_notebooks
 
     course = Course(Path(root), assignment)
     submitted = course.folder("submitted", student)
@@ -253,11 +258,14 @@ def grade_student(root: str, assignment: str, student: str, key: str, limits: Li
         folder.mkdir(parents=True)
     started = time.monotonic()
     graded = {"student_id": student, "assignment": assignment, "key": key, "notebooks": {}}
-    for name in course.notebooks():
+    names = course.notebooks()
+    candidates = submitted_notebooks(submitted)
+    for name in names:
+        found = choose_notebook(candidates, f"{name}.ipynb", alone=len(names) == 1)
         source = nbformat.read(course.source / f"{name}.ipynb", as_version=4)
         release = nbformat.read(course.release / f"{name}.ipynb", as_version=4)
-        result = grade_notebook(source, release, find_notebook(submitted, name), slot=_SLOT,
-                                limits=limits, isolated=isolated)
+        result = grade_notebook(source, release, found or submitted / f"{name}.ipynb",
+                                slot=_SLOT, limits=limits, isolated=isolated)
         nbformat.write(result.feedback, autograded / f"{name}.ipynb")
         (feedback / f"{name}.html").write_text(
             feedback_html(result, student=student, assignment=assignment), encoding="utf-8")
@@ -274,15 +282,6 @@ def grade_student(root: str, assignment: str, student: str, key: str, limits: Li
     part.write_text(json.dumps(graded, indent=1))
     part.replace(autograded / "result.json")
     return graded
-
-
-def find_notebook(folder: Path, name: str) -> Path:
-    """``<name>.ipynb`` in the learner's folder, or its only notebook if named otherwise."""
-    exact = folder / f"{name}.ipynb"
-    if exact.exists():
-        return exact
-    found = sorted(p for p in folder.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
-    return found[0] if len(found) == 1 else exact
 
 
 def previous_result(course: Course, student: str, key: str) -> dict | None:
@@ -304,10 +303,9 @@ class Progress:
         self.started = time.monotonic()
         self.live = sys.stderr.isatty()
 
-    def update(self, graded: dict | None = None) -> None:
-        if graded is not None:
-            self.done += 1
-            self.failed += bool(graded.get("problem"))
+    def update(self, graded: dict) -> None:
+        self.done += 1
+        self.failed += bool(graded.get("problem"))
         width = 30
         filled = width * self.done // max(self.total, 1)
         line = (f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} graded"
@@ -315,7 +313,7 @@ class Progress:
                 f"({time.monotonic() - self.started:.0f} s)")
         if self.live:
             print(f"\r{line}", end="", file=sys.stderr, flush=True)
-        elif graded is None or self.done == self.total or self.done % 10 == 0:
+        elif self.done == self.total or self.done % 10 == 0:
             print(line, file=sys.stderr, flush=True)
 
     def close(self) -> None:
@@ -341,13 +339,14 @@ def _ready() -> None:
     """A task that only starts a worker."""
 
 
-def grade_batch(course: Course, students: list[str], failures: dict[str, str], *,
-                workers: int, limits: Limits, isolated: bool, force: bool
-                ) -> tuple[list[dict], bool]:
+def grade_batch(course: Course, students: list[str], *, workers: int, limits: Limits,
+                isolated: bool, force: bool) -> tuple[list[dict], dict[str, str], bool]:
     """Grade (or reuse) every learner's submission; record each in the gradebook as it comes.
-    Returns the results and whether the batch ran to the end. A submission the grader itself
-    failed on (not the learner's code) gets no grade: it lands in ``failures``, and the next
-    run tries it again."""
+    Returns the results, the failures and whether the batch ran to the end. A submission the
+    grader itself failed on (not the learner's code) gets no grade: it is listed in the
+    failures, and the next run tries it again."""
+    from nbgrader.api import Gradebook
+
     fingerprint = course.fingerprint()
     keys = {student: submission_key(course, student, fingerprint) for student in students}
     results, todo = [], []
@@ -363,12 +362,23 @@ def grade_batch(course: Course, students: list[str], failures: dict[str, str], *
             pool.submit(_ready)
     ensure_gradebook(course)
     progress = Progress(len(students))
-    for graded in results:
-        record(course, graded)
-        progress.update(graded)
-    if pool is None:
-        progress.close()
-        return results, True
+    failures: dict[str, str] = {}
+    complete = pool is None
+    with Gradebook(course.db_url) as gradebook:
+        for graded in results:
+            record(gradebook, course.assignment, graded)
+            progress.update(graded)
+        if pool is not None:
+            complete = _grade_in(pool, course, todo, keys, gradebook, results, failures,
+                                 progress, limits=limits, isolated=isolated)
+    progress.close()
+    return results, failures, complete
+
+
+def _grade_in(pool, course: Course, todo: list[str], keys: dict, gradebook, results: list,
+              failures: dict, progress: Progress, *, limits: Limits, isolated: bool) -> bool:
+    """Grade ``todo`` in the worker pool, recording each grade as it arrives; whether all
+    were graded (False after Ctrl-C)."""
     complete = False
     try:
         futures = {pool.submit(grade_student, str(course.root), course.assignment, student,
@@ -381,7 +391,7 @@ def grade_batch(course: Course, students: list[str], failures: dict[str, str], *
                 failures[student] = f"{type(error).__name__}: {str(error)[:500]}"
                 progress.update({"problem": "grader"})
                 continue
-            record(course, graded)
+            record(gradebook, course.assignment, graded)
             results.append(graded)
             progress.update(graded)
         complete = True
@@ -389,12 +399,11 @@ def grade_batch(course: Course, students: list[str], failures: dict[str, str], *
         print("\ngrade: interrupted; what was graded is kept, run the same command again to "
               "grade the rest.", file=sys.stderr)
     finally:
-        progress.close()
         if not complete:
             for process in list(getattr(pool, "_processes", {}).values()):
                 process.terminate()
         pool.shutdown(wait=complete, cancel_futures=True)
-    return results, complete
+    return complete
 
 
 def summary(results: list[dict], refused: dict[str, str], failures: dict[str, str],
@@ -461,9 +470,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"grade: no submissions found in {args.submissions} (expected <student_id>/"
               f"<notebook>.ipynb folders, or a zip of them){reasons}", file=sys.stderr)
         return 2
-    failures: dict[str, str] = {}
-    results, complete = grade_batch(course, students, failures, workers=max(1, args.workers),
-                                    limits=limits, isolated=not args.unsafe, force=args.force)
+    results, failures, complete = grade_batch(
+        course, students, workers=max(1, args.workers), limits=limits,
+        isolated=not args.unsafe, force=args.force)
     csv_path = write_csv(course, results)
     print(summary(results, refused, failures, time.monotonic() - started))
     print(f"Scores: {csv_path}; feedback: {course.work / 'feedback'}/<student>/"

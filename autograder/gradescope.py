@@ -47,7 +47,6 @@ ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the same bytes for the same files, on every 
 #: Gradescope stops an autograder after 10 minutes unless told otherwise: grading each
 #: notebook stops well before, so that results.json is always written.
 SECONDS_PER_SUBMISSION = 480.0
-HIDDEN_MARK = "### BEGIN HIDDEN TESTS"
 
 
 # --- building the zip --------------------------------------------------------------------------
@@ -105,38 +104,6 @@ def build(assignment: str, root: Path = REPOSITORY, *, unsafe: bool = False) -> 
     return target
 
 
-# --- finding the submitted notebook ------------------------------------------------------------
-
-def submitted_notebooks(folder: Path) -> list[Path]:
-    """The notebooks under ``folder``, shallowest first. Only plain files inside it count:
-    a link could point at the solutions (or anywhere else on this machine)."""
-    if not folder.is_dir() or folder.is_symlink():
-        return []
-    inside = folder.resolve()
-    found = [path for path in _tree(folder) if path.suffix == ".ipynb"
-             and not path.is_symlink() and path.is_file()
-             and path.resolve().is_relative_to(inside)]
-    return sorted(found, key=lambda path: (len(path.parts), str(path)))
-
-
-def _name_key(name: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", Path(name).stem.lower())
-
-
-def choose_notebook(candidates: list[Path], expected: str, *, alone: bool) -> Path | None:
-    """The submitted notebook to grade as ``expected``: one of that name; else one whose name
-    contains it, give or take case and punctuation (``Conv2d_NumPy (1).ipynb``); else, where the
-    assignment has one notebook, the only notebook submitted."""
-    for path in candidates:
-        if path.name == expected:
-            return path
-    key = _name_key(expected)
-    for path in candidates:
-        if key in _name_key(path.name):
-            return path
-    return candidates[0] if alone and len(candidates) == 1 else None
-
-
 # --- grading -----------------------------------------------------------------------------------
 
 def _summary(cell) -> str:
@@ -151,9 +118,9 @@ def _summary(cell) -> str:
 def test_entries(result, source, release) -> list[dict]:
     """Gradescope's entries for one notebook's test cells: names from the released notebook
     (the learner has seen them), visibility from the source (where the hidden tests are)."""
-    from autograder.score import nbgrader_meta
+    from autograder.score import hidden_test_lines, nbgrader_meta
 
-    hidden = {nbgrader_meta(c).get("grade_id") for c in source.cells if HIDDEN_MARK in c.source}
+    hidden = {nbgrader_meta(c).get("grade_id") for c in source.cells if hidden_test_lines(c)}
     summaries = {nbgrader_meta(c).get("grade_id"): _summary(c) for c in release.cells
                  if c.cell_type == "code"}
     entries = []
@@ -195,21 +162,19 @@ def grade(assignment: str, root: Path, autograder_root: Path, *,
         f"Graded WITHOUT the sandbox ({unsandboxed}): this autograder was built with --unsafe."]
     releases = sorted((root / "notebooks" / assignment).glob("*.ipynb"))
     submission = autograder_root / "submission"
-    candidates = submitted_notebooks(submission)
+    candidates = scorer.submitted_notebooks(submission)
     limits = Limits(submission_seconds=SECONDS_PER_SUBMISSION / max(len(releases), 1))
     tests, score = [], 0.0
     for release_path in releases:
         source = nbformat.read(root / "solutions" / assignment / release_path.name, as_version=4)
         release = nbformat.read(release_path, as_version=4)
-        found = choose_notebook(candidates, release_path.name, alone=len(releases) == 1)
+        found = scorer.choose_notebook(candidates, release_path.name,
+                                       alone=len(releases) == 1)
         if found is None:
             seen = ", ".join(p.relative_to(submission).as_posix() for p in candidates) or "none"
-            why = (f"No notebook named {release_path.name} was found in your submission "
-                   f"(notebooks submitted: {seen}). Upload the notebook you worked in.")
-            result = scorer.NotebookResult(release_path.stem, [
-                scorer.TestResult(scorer.nbgrader_meta(c)["grade_id"],
-                                  float(scorer.nbgrader_meta(c)["points"]), 0.0, why)
-                for c in scorer.grade_cells(source)], problem=why)
+            result = scorer.ungraded(source, release, release_path.stem, (
+                f"No notebook named {release_path.name} was found in your submission "
+                f"(notebooks submitted: {seen}). Upload the notebook you worked in."))
         else:
             candidates.remove(found)
             result = scorer.grade_notebook(source, release, found, limits=limits,

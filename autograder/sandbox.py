@@ -264,5 +264,5 @@ def describe_exit(code: int | None) -> str:
         return f"it was ended by {name}{meaning}"
     # bwrap reports the sandboxed process's death by a signal as exit status 128 + signal
     if code > 128 and code - 128 in signal.Signals._value2member_map_:
-        return describe_exit(128 - code)
+        return describe_exit(-(code - 128))
     return f"it exited with status {code}"

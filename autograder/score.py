@@ -17,6 +17,7 @@ import contextlib
 import copy
 import html
 import io
+import re
 import time
 import warnings
 from collections import Counter
@@ -44,6 +45,18 @@ class SetupError(RuntimeError):
 def nbgrader_meta(cell) -> dict:
     meta = cell.get("metadata", {}).get("nbgrader", {}) if isinstance(cell, dict) else {}
     return meta if isinstance(meta, dict) else {}
+
+
+HIDDEN_TESTS = ("### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")
+
+
+def hidden_test_lines(cell) -> list[str]:
+    """The non-blank lines of a test cell's hidden tests (none: the cell has no hidden tests)."""
+    begin, end = HIDDEN_TESTS
+    if begin not in cell.source:
+        return []
+    region = cell.source.split(begin, 1)[1].split(end, 1)[0]
+    return [line.strip() for line in region.splitlines() if line.strip()]
 
 
 def grade_cells(notebook) -> list:
@@ -83,7 +96,48 @@ class NotebookResult:
         return sum(t.points for t in self.tests)
 
 
-# --- what runs in the sandbox ------------------------------------------------------------------
+def ungraded(source, release, name: str, problem: str) -> NotebookResult:
+    """The result of a notebook that could not be graded at all: every test 0, and why."""
+    tests = [TestResult(nbgrader_meta(c)["grade_id"], float(nbgrader_meta(c)["points"]), 0.0,
+                        problem) for c in grade_cells(source)]
+    result = NotebookResult(name, tests, problem=problem)
+    result.feedback = feedback_notebook(release, None, result, {})
+    return result
+
+
+# --- finding and reading the submission ----------------------------------------------------------
+
+def submitted_notebooks(folder: Path) -> list[Path]:
+    """The notebooks under ``folder``, shallowest first. Only plain files inside it count:
+    a link could point at the solutions (or anywhere else on this machine)."""
+    if not folder.is_dir() or folder.is_symlink():
+        return []
+    inside = folder.resolve()
+    found = [path for path in folder.rglob("*.ipynb")
+             if not any(part.startswith(".") or part == "__MACOSX"
+                        for part in path.relative_to(folder).parts)
+             and not path.is_symlink() and path.is_file()
+             and path.resolve().is_relative_to(inside)]
+    return sorted(found, key=lambda path: (len(path.parts), str(path)))
+
+
+def _name_key(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", Path(name).stem.lower())
+
+
+def choose_notebook(candidates: list[Path], expected: str, *, alone: bool) -> Path | None:
+    """The submitted notebook to grade as ``expected``: one of that name; else one whose name
+    contains it, give or take case and punctuation (``Conv2d_NumPy (1).ipynb``); else, where the
+    assignment has one notebook, the only notebook submitted."""
+    for path in candidates:
+        if path.name == expected:
+            return path
+    key = _name_key(expected)
+    for path in candidates:
+        if key in _name_key(path.name):
+            return path
+    return candidates[0] if alone and len(candidates) == 1 else None
+
 
 def read_submission(path: Path) -> nbformat.NotebookNode:
     """The submitted notebook, or ValueError saying why it cannot be read."""
@@ -138,7 +192,7 @@ class Session:
         self.slot, self.limits, self.isolated = slot, limits, isolated
         self.sandbox: Sandbox | None = None
         self.deadline = time.monotonic() + limits.submission_seconds
-        self.skipped: dict[int, str] = {}       # program index -> why it was not run
+        self.skipped: set[int] = set()           # program indices left out
         self.errors: dict[str, dict] = {}        # cell label -> the learner's exception
         self.kinds: dict[str, str] = {}
         self.deaths: Counter = Counter()
@@ -190,7 +244,7 @@ class Session:
                 why = (f"did not finish within {self.limits.cells_seconds:g} s"
                        if isinstance(failure, SandboxTimeout) else f"stopped the process: "
                        f"{failure}")
-                self.skipped[current] = why
+                self.skipped.add(current)
                 self.notes.append(f"Your cell {label} {why}; it was left out and the other "
                                   "cells were run again without it.")
                 continue
@@ -304,11 +358,7 @@ def grade_notebook(source, release, path: Path, *, slot: int = 0, limits: Limits
     try:
         submission = read_submission(Path(path))
     except ValueError as problem:
-        tests = [TestResult(nbgrader_meta(c)["grade_id"], float(nbgrader_meta(c)["points"]), 0.0,
-                            str(problem)) for c in grade_cells(source)]
-        result = NotebookResult(name, tests, problem=str(problem))
-        result.feedback = feedback_notebook(release, None, result, {})
-        return result
+        return ungraded(source, release, name, str(problem))
     program = learner_program(submission, source)
     session = Session(program, answer_names(source), slot=slot, limits=limits or Limits(),
                       isolated=isolated)

@@ -87,11 +87,7 @@ class Encoder:
     def __call__(self, value, depth: int = 0):
         if depth > 50:
             raise WireError("a value nested more than 50 levels deep")
-        if value is None or isinstance(value, (bool, str)):
-            return value
-        if isinstance(value, int) and type(value) in (int,):
-            return value
-        if type(value) is float:
+        if value is None or type(value) in (bool, int, float, str):
             return value
         if isinstance(value, torch.Tensor):
             return self.tensor(value)

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
 from nbgrader.api import Gradebook
 
-ROOT = Path(__file__).resolve().parents[1]
+from autograder import grade as grader
+
+ROOT = grader.REPOSITORY
 SOLUTIONS = ROOT / "solutions"
 NOTEBOOKS = ROOT / "notebooks"
-NBGRADER = Path(sys.executable).parent / "nbgrader"
 
 
 def assignments() -> list[str]:
@@ -22,15 +21,9 @@ def assignments() -> list[str]:
 
 
 def nbgrader(*args: str, root: Path | None = None) -> subprocess.CompletedProcess:
-    """``nbgrader ARGS`` with the course's configuration, in ``root`` if given."""
-    where = [] if root is None else [f"--CourseDirectory.root={root}",
-                                     f"--CourseDirectory.db_url=sqlite:///{root}/gradebook.db"]
-    return subprocess.run(
-        [NBGRADER, *args, *where], cwd=root or ROOT, capture_output=True, text=True, check=False,
-        env={**os.environ, "JUPYTER_CONFIG_PATH": str(ROOT / "autograder"),
-             # nbgrader runs its database migrations with the `alembic` command
-             "PATH": f"{NBGRADER.parent}{os.pathsep}{os.environ.get('PATH', '')}"},
-    )
+    """``nbgrader ARGS`` with the course's configuration, in ``root`` if given (its gradebook
+    is then ``root/autograder/gradebook.db``), as the grader runs it."""
+    return grader.nbgrader(root or ROOT, *args)
 
 
 def answer_cells(notebook) -> dict[str, nbformat.NotebookNode]:
@@ -66,7 +59,7 @@ class ScratchCourse:
         return nbgrader("autograde", self.assignment, "--force", root=self.root)
 
     def score(self, student: str) -> tuple[float, float]:
-        with Gradebook(f"sqlite:///{self.root}/gradebook.db") as gradebook:
+        with Gradebook(grader.gradebook_url(self.root)) as gradebook:
             submission = gradebook.find_submission(self.assignment, student)
             return submission.score, submission.max_score
 

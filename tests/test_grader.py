@@ -180,3 +180,16 @@ def test_a_learner_folder_with_an_unusable_name_is_reported_not_graded(tmp_path)
     assert run.returncode == 0
     assert "not graded: 'bad name!'" in run.stdout
     assert set(grades_csv(root)) == {"ada"}
+
+
+def test_nbgraders_own_layout_is_graded_under_the_students_name(tmp_path):
+    """<student>/<assignment>/<notebook>.ipynb, as nbgrader's submitted/ folder has it."""
+    root = scratch_root(tmp_path)
+    submissions = tmp_path / "collected"
+    (submissions / "ada" / ASSIGNMENT).mkdir(parents=True)
+    shutil.copyfile(SOLUTIONS / ASSIGNMENT / f"{NOTEBOOK}.ipynb",
+                    submissions / "ada" / ASSIGNMENT / f"{NOTEBOOK}.ipynb")
+    run = grade(root, submissions)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert set(grades_csv(root)) == {"ada"}
+    assert grades_csv(root)["ada"][0] == grades_csv(root)["ada"][1]

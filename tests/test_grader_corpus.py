@@ -43,7 +43,7 @@ from nbgrader.api import Gradebook
 
 from autograder import wire
 from autograder.sandbox import bwrap_problem
-from autograder.score import grade_cells, nbgrader_meta
+from autograder.score import grade_cells, hidden_test_lines, nbgrader_meta
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 LIMITS = ["--call-timeout", "5", "--cells-timeout", "15"]  # small: hanging entries cost little
@@ -280,16 +280,8 @@ def _hidden_lines() -> list[str]:
     """The hidden tests' lines that appear nowhere in the released notebook."""
     release = nbformat.read(REPOSITORY / "notebooks" / ASSIGNMENT / FILE, as_version=4)
     public = {line.strip() for cell in release.cells for line in cell.source.splitlines()}
-    hidden = []
-    for cell in grade_cells(SOURCE):
-        inside = False
-        for line in cell.source.splitlines():
-            marker = line.strip()
-            if marker in ("### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"):
-                inside = marker.startswith("### BEGIN")
-            elif inside and len(marker) > 25 and marker not in public:
-                hidden.append(marker)
-    return hidden
+    return [line for cell in grade_cells(SOURCE) for line in hidden_test_lines(cell)
+            if len(line) > 25 and line not in public]
 
 
 HIDDEN = _hidden_lines()
@@ -314,7 +306,7 @@ def test_no_feedback_page_carries_a_learners_markup(batch, name):
 @pytest.mark.parametrize("cell", grade_cells(SOURCE), ids=lambda c: nbgrader_meta(c)["grade_id"])
 def test_every_graded_cell_has_hidden_tests(cell):
     """A cell with visible tests only is passed by answers hard-coded for their inputs."""
-    assert "### BEGIN HIDDEN TESTS" in cell.source
+    assert hidden_test_lines(cell)
 
 
 def test_a_forged_reply_cannot_inflate_in_the_grader():

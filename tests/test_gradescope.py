@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -19,7 +18,8 @@ import nbformat
 import pytest
 from course import NOTEBOOKS, ROOT, SOLUTIONS
 
-from autograder.gradescope import GRADER_FILES, ZIP_TIME, choose_notebook
+from autograder.gradescope import GRADER_FILES, ZIP_TIME
+from autograder.score import choose_notebook, grade_cells, hidden_test_lines, nbgrader_meta
 
 ASSIGNMENT = "02-numpy"
 NOTEBOOK = "conv2d-numpy.ipynb"
@@ -29,34 +29,23 @@ RELEASE = NOTEBOOKS / ASSIGNMENT / NOTEBOOK
 
 def graded_cells() -> dict[str, float]:
     """grade_id -> points of the source notebook's test cells."""
-    return {c.metadata["nbgrader"]["grade_id"]: float(c.metadata["nbgrader"]["points"])
-            for c in nbformat.read(SOURCE, as_version=4).cells
-            if c.metadata.get("nbgrader", {}).get("grade")
-            and not c.metadata["nbgrader"].get("solution")}
+    return {nbgrader_meta(c)["grade_id"]: float(nbgrader_meta(c)["points"])
+            for c in grade_cells(nbformat.read(SOURCE, as_version=4))}
 
 
 def hidden_cells_and_lines() -> tuple[set[str], list[str]]:
     """The test cells holding hidden tests, and the hidden tests' lines worth looking for."""
     cells, lines = set(), []
-    for cell in nbformat.read(SOURCE, as_version=4).cells:
-        if "### BEGIN HIDDEN TESTS" not in cell.source:
-            continue
-        cells.add(cell.metadata["nbgrader"]["grade_id"])
-        region = cell.source.split("### BEGIN HIDDEN TESTS")[1].split("### END HIDDEN TESTS")[0]
-        lines += [line.strip() for line in region.splitlines() if len(line.strip()) >= 20]
+    for cell in grade_cells(nbformat.read(SOURCE, as_version=4)):
+        if hidden_test_lines(cell):
+            cells.add(nbgrader_meta(cell)["grade_id"])
+            lines += [line for line in hidden_test_lines(cell) if len(line) >= 20]
     return cells, lines
 
 
 @pytest.fixture(scope="module")
-def scratch():
-    # Outside /tmp: the sandbox mounts a private /tmp over any path below /tmp that it binds
-    # (here the unpacked zip's convcourse/), so a bundle under /tmp cannot run in it.
-    # autograder/dist/ is where the zips go, and git ignores it.
-    dist = ROOT / "autograder" / "dist"
-    dist.mkdir(parents=True, exist_ok=True)
-    path = Path(tempfile.mkdtemp(prefix=".test-gradescope-", dir=dist))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+def scratch(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("gradescope")
 
 
 @pytest.fixture(scope="module")
