@@ -32,13 +32,12 @@ from pathlib import Path
 
 import nbformat
 
+from autograder import SCORER_FILES
 from autograder.sandbox import Limits, bwrap_problem
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,99}$")
 MAX_SUBMISSION_BYTES = 50 << 20
-#: The grader's modules a score depends on (a change to one of them grades everything again).
-SCORING = ("score", "remote", "runner", "sandbox", "wire")
 
 
 def gradebook_url(root: Path) -> str:
@@ -65,7 +64,7 @@ class Course:
         """What a grade depends on besides the submission: the tests and the grader."""
         digest = hashlib.sha256()
         files = [*sorted(self.source.glob("*.ipynb")), *sorted(self.release.glob("*.ipynb")),
-                 *(REPOSITORY / "autograder" / f"{name}.py" for name in SCORING),
+                 *(REPOSITORY / "autograder" / name for name in SCORER_FILES),
                  *sorted((REPOSITORY / "convcourse").glob("*.py"))]
         for path in files:
             digest.update(path.name.encode() + b"\0" + path.read_bytes())

@@ -35,10 +35,11 @@ import traceback
 import zipfile
 from pathlib import Path
 
+from autograder import SCORER_FILES
+
 REPOSITORY = Path(__file__).resolve().parents[1]
-#: The grader's files that go into the zip (the sandbox, its runner, the scorer, this file).
-GRADER_FILES = ("__init__.py", "wire.py", "runner.py", "sandbox.py", "remote.py", "score.py",
-                "gradescope.py")
+#: The grader's files that go into the zip: the scorer with its sandbox, and this file.
+GRADER_FILES = ("__init__.py", *SCORER_FILES, "gradescope.py")
 #: Gradescope's two files, kept as templates beside this module.
 TEMPLATES = "autograder/gradescope"
 EXECUTABLE = {"setup.sh", "run_autograder"}

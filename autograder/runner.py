@@ -3,7 +3,9 @@
 It executes the learner's cells, then answers the grader's requests (call a function, build
 a module, run a backward pass) with plain data over two pipes (fds 3 and 4), in the format of
 ``wire``. It never sees a test, a reference output or a score: those stay with the grader.
-Every call it serves runs with library convolutions refused (convcourse.guard).
+Once the cells have run, library convolutions are refused for good (seal.py), and every other
+process in the sandbox is ended, so that no thread or child set up by the cells can compute one
+for a graded call.
 
 Usage (the grader's): ``python -I runner.py REQUESTS_FD REPLIES_FD LIMITS_JSON``, started as
 root inside the sandbox (it then becomes the unprivileged ``uid`` of LIMITS_JSON) or as the
@@ -15,16 +17,19 @@ from __future__ import annotations
 import linecache
 import os
 import resource
+import signal
 import sys
 import traceback
 
 REQUESTS, REPLIES = int(sys.argv[1]), int(sys.argv[2])
 
 
-def limit_myself(limits: dict) -> None:
+def limit_myself(limits: dict) -> bool:
     """Become an unprivileged user of our own (so the process limit counts only this sandbox)
-    and lower our resource limits for good: the learner's code cannot raise them again."""
+    and lower our resource limits for good: the learner's code cannot raise them again.
+    Returns whether this process has a process namespace of its own (a real sandbox)."""
     sys.path[:0] = limits.pop("sys_path")
+    alone = limits.pop("alone")
     uid = limits.pop("uid")
     if uid >= 0 and os.getuid() == 0:
         os.setgroups([])
@@ -33,31 +38,35 @@ def limit_myself(limits: dict) -> None:
     for name, value in limits.items():
         if value > 0 or name == "RLIMIT_CORE":
             resource.setrlimit(getattr(resource, name), (value, value))
+    return alone
 
 
 def main() -> None:
     import json
 
-    limit_myself(json.loads(sys.argv[3]))
+    alone = limit_myself(json.loads(sys.argv[3]))
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import seal
     import torch
     import wire
 
     from convcourse.checks import count_python_lines
-    from convcourse.guard import library_convolutions
+    from convcourse.guard import scipy_convolutions
 
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
-    Server(wire, torch, library_convolutions, count_python_lines).serve()
+    seal.withdraw_kernel_handles(torch)
+    Server(wire, torch, seal, scipy_convolutions, count_python_lines, alone=alone).serve()
 
 
 class Server:
     """The namespace of the learner's cells and the objects handed out by handle."""
 
-    def __init__(self, wire, torch, library_convolutions, count_python_lines):
-        self.wire, self.torch = wire, torch
-        self.library_convolutions = library_convolutions
+    def __init__(self, wire, torch, seal, scipy_convolutions, count_python_lines, *, alone):
+        self.wire, self.torch, self.seal, self.alone = wire, torch, seal, alone
+        self.scipy_convolutions = scipy_convolutions
         self.count_python_lines = count_python_lines
+        self.refused: list[str] = []  # filled by the seal's refusals, from any thread
         self.namespace = {"__name__": "__main__", "__builtins__": __builtins__}
         self.modules: dict[int, object] = {}
         self.graphs: dict[int, tuple] = {}  # handle -> (output, leaves) for a backward pass
@@ -77,6 +86,12 @@ class Server:
     def serve(self) -> None:
         header, _ = self.receive()
         self.run_cells(header["cells"], header["names"])
+        self.refused = self.seal.refuse_library_convolutions(self.torch)
+        if self.alone:  # all but us and the sandbox's init: the cells' children, whatever they are
+            try:
+                os.kill(-1, signal.SIGKILL)
+            except ProcessLookupError:
+                pass  # there were none
         while True:
             try:
                 header, arrays = self.receive()
@@ -155,12 +170,14 @@ class Server:
     def answer(self, header: dict, arrays: dict) -> tuple[dict, list]:
         decoder = self.wire.Decoder(arrays, make_tensor=self.make_tensor)
         reply: dict = {"ok": True}
-        with self.library_convolutions() as used:
+        used, before = [], len(self.refused)
+        with self.scipy_convolutions(used):  # SciPy is absent from a real sandbox; in case
             try:
                 result = self.dispatch(header, decoder, reply)
             except BaseException as error:  # noqa: BLE001
                 reply = {"ok": False, "error": self.error(error)}
                 result = None
+        used += self.refused[before:]
         if used:
             reply["library"] = sorted(set(used))
         if not reply["ok"]:

@@ -92,6 +92,20 @@ def _bound_paths() -> list[Path]:
     return kept
 
 
+#: Packages that the learner's code cannot import in the sandbox: their functions are library
+#: convolutions (SciPy's correlate and convolve), and a function bound to one at import would
+#: escape any watch in the learner's own process. Each is covered by ``absent/``.
+ABSENT_PACKAGES = ("scipy",)
+
+
+def _absent_package_dirs() -> list[Path]:
+    """Where the sandbox could find an absent package: the environment, the Python install
+    and the system's Python packages under /usr."""
+    roots = [*_bound_paths(), Path("/usr"), Path("/usr/local")]
+    return sorted({found for root in roots for name in ABSENT_PACKAGES
+                   for found in root.glob(f"lib/python3*/*-packages/{name}") if found.is_dir()})
+
+
 def _bwrap_command(slot: int, limits: Limits | None = None) -> list[str]:
     limits = limits or Limits()
     command = ["bwrap", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
@@ -118,7 +132,10 @@ def _bwrap_command(slot: int, limits: Limits | None = None) -> list[str]:
                 made.add(parent)
     for path in _bound_paths():
         command += ["--ro-bind", str(path), str(path)]
+    for path in _absent_package_dirs():
+        command += ["--ro-bind", str(HERE / "absent"), str(path)]
     command += ["--ro-bind", str(HERE / "runner.py"), "/grader/runner.py",
+                "--ro-bind", str(HERE / "seal.py"), "/grader/seal.py",
                 "--ro-bind", str(Path(wire.__file__).resolve()), "/grader/wire.py",
                 "--chdir", "/home/learner", "--clearenv"]
     for name, value in {"HOME": "/home/learner", "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -149,6 +166,7 @@ class Sandbox:
         root = os.getuid() == 0
         limits = {  # the runner applies them to itself before it runs any learner code
             "uid": UID_BASE + self.slot if root else -1,
+            "alone": self.isolated,  # in a process namespace of its own
             # as a normal user the process limit would count all of the user's processes
             "RLIMIT_NPROC": self.limits.processes if root else 0,
             "RLIMIT_CPU": self.limits.cpu_seconds, "RLIMIT_DATA": self.limits.memory_bytes,

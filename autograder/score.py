@@ -364,9 +364,22 @@ def grade_notebook(source, release, path: Path, *, slot: int = 0, limits: Limits
                       isolated=isolated)
     with session:  # SandboxUnavailable propagates: not a grade, a failure of the grader
         tests = run_tests(source, session)
-    result = NotebookResult(name, tests, notes=session.notes, printed=session.printed)
+    result = NotebookResult(name, tests, notes=session.notes + _cell_error_notes(source, session),
+                            printed=session.printed)
     result.feedback = feedback_notebook(release, submission, result, session.errors)
     return result
+
+
+def _cell_error_notes(source, session: Session, most: int = 5) -> list[str]:
+    """Errors of cells other than answer cells (those show their own error in the feedback):
+    a scratch cell's failure scores nothing, but what it would have defined is missing."""
+    answers = {nbgrader_meta(cell).get("grade_id") for cell in source.cells
+               if nbgrader_meta(cell).get("solution")}
+    notes = [f"cell {label} raised {error.get('type')} while it was graded: "
+             f"{str(error.get('message'))[:300]}"
+             for label, error in session.errors.items() if label not in answers]
+    return notes[:most] + ([f"... and {len(notes) - most} more cells raised errors"]
+                           if len(notes) > most else [])
 
 
 # --- feedback ----------------------------------------------------------------------------------

@@ -2,9 +2,14 @@
 
 Reading the source is easy to fool (``getattr(F, "con" + "v2d")``), so the guard watches the
 operators that actually run: a :class:`~torch.utils._python_dispatch.TorchDispatchMode` sees
-every ATen operator PyTorch dispatches (``F.conv2d``, ``nn.Conv2d``, ``torch.convolution`` and
-the cuDNN/oneDNN kernels all pass through one), and SciPy's correlate/convolve functions are
-wrapped while the guard is active.
+every operator PyTorch dispatches (``F.conv2d``, ``nn.Conv2d``, ``torch.convolution``, the
+cuDNN/oneDNN kernels and ``torch.ops.mkldnn._convolution_pointwise`` all pass through one), and
+SciPy's correlate/convolve functions are wrapped while the guard is active.
+
+The guard runs in the process it watches and watches the calling thread, which is right for a
+learner checking their own work. The autograder does not rely on it alone: there, the learner's
+code runs in a sandbox where SciPy is absent and every convolution operator is refused for all
+threads once the cells have run (``autograder/seal.py``).
 """
 
 from __future__ import annotations
@@ -16,17 +21,23 @@ import sys
 
 from torch.utils._python_dispatch import TorchDispatchMode
 
-#: ATen operators that compute a convolution (any variant, forward or backward).
-CONVOLUTION_OP = re.compile(
-    r"^aten\.(_?convolution|conv\w*|cudnn_convolution\w*|mkldnn_convolution\w*|miopen_\w*conv\w*"
-    r"|_?slow_conv\w*|thnn_conv\w*|_nnpack_spatial_convolution\w*|_conv_depthwise2d\w*)\."
-)
+#: The name of an operator that computes a convolution, in any namespace (``aten``, ``mkldnn``,
+#: ``quantized``, ...), forward or backward: "conv" in its name, but not "convert".
+_CONVOLUTION_NAME = re.compile(r"conv(?!ert)")
 #: SciPy functions that compute a correlation or convolution, by module.
 SCIPY_FUNCTIONS = {
     "scipy.signal": ["correlate", "correlate2d", "convolve", "convolve2d", "fftconvolve",
                      "oaconvolve", "choose_conv_method"],
     "scipy.ndimage": ["correlate", "convolve", "correlate1d", "convolve1d"],
 }
+
+
+def is_convolution(operator: str) -> bool:
+    """Whether a PyTorch operator computes a convolution. ``operator`` is named as the
+    dispatcher names it (``"aten::conv2d.padding"``) or as Python prints it
+    (``"aten.conv2d.padding"``); ``"aten::_convert_indices_from_coo_to_csr"`` is not one."""
+    name = operator.replace("::", ".").split(".")[1]
+    return _CONVOLUTION_NAME.search(name) is not None
 
 
 class LibraryConvolutionError(RuntimeError):
@@ -52,15 +63,16 @@ class _OperatorWatch(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         name = str(func)
-        if CONVOLUTION_OP.match(name):
+        if is_convolution(name):
             self.seen.append(name)
             raise LibraryConvolutionError(f"{name} is a library convolution")
         return func(*args, **(kwargs or {}))
 
 
 @contextlib.contextmanager
-def _scipy_watch(seen: list[str]):
-    """Wrap SciPy's convolutions for the duration, where the learner's code could reach them."""
+def scipy_convolutions(seen: list[str]):
+    """Refuse SciPy's convolutions for the duration (recording them in ``seen``), where the
+    code inside could reach them."""
     patched = []
     for module_name, names in SCIPY_FUNCTIONS.items():
         if module_name.split(".")[0] not in sys.modules:
@@ -97,7 +109,7 @@ def library_convolutions():
     seen: list[str] = []
     _ACTIVE.append(seen)
     try:
-        with _scipy_watch(seen), _OperatorWatch(seen):
+        with scipy_convolutions(seen), _OperatorWatch(seen):
             yield seen
     finally:
         _ACTIVE.pop()  # guards nest, so the innermost leaves first

@@ -24,8 +24,10 @@ def outputs(page_soup: BeautifulSoup) -> str:
 
 def test_the_build_is_strict_and_clean(built_book):
     assert "build succeeded" in built_book.log
-    # Sphinx's own warnings and errors ("file:line: WARNING: ..."); kernels log other chatter.
-    found = re.search(r"(WARNING|ERROR|CRITICAL):", built_book.log)
+    # Sphinx's own messages ("file:line: WARNING: ..." or "WARNING: ..."). Kernels write other
+    # chatter to the same log ("[IPKernelApp] WARNING | ...", "ERROR:tornado.general:..." from
+    # a shutdown race in ipykernel 7); a failed cell still surfaces as a Sphinx WARNING.
+    found = re.search(r"(^|: )(WARNING|ERROR|CRITICAL): ", built_book.log, re.MULTILINE)
     assert not found, built_book.log[max(found.start() - 1500, 0):found.end() + 500]
 
 

@@ -219,19 +219,7 @@ def test_the_gradebook_agrees_with_result_json_and_grades_csv(batch):
 
 # --- each learner ------------------------------------------------------------------------------
 
-#: Escapes from the "no library convolution" rule that the in-process guard cannot see yet:
-#: the learner's code runs in the same process as the guard (see the issue's closing note).
-GUARD_ESCAPES = {
-    "guard-off": "torch's dispatch modes can be switched off from inside the learner's code",
-    "conv-thread": "the dispatch-mode guard watches the calling thread only",
-    "prebound-scipy": "SciPy is watched by replacing module attributes; a name bound at import "
-                      "escapes",
-}
-
-
-@pytest.mark.parametrize("name", [
-    pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=GUARD_ESCAPES[name]))
-    if name in GUARD_ESCAPES else name for name in NAMES])
+@pytest.mark.parametrize("name", NAMES)
 def test_each_test_cell_passes_exactly_when_deserved(batch, name):
     tests = batch.result(name)["notebooks"][NOTEBOOK]["tests"]
     expected = BY_NAME[name].expected([t["grade_id"] for t in tests])

@@ -54,6 +54,7 @@ def course(scratch) -> Path:
     root = scratch / "course"
     (root / "autograder").mkdir(parents=True)
     for name in (*GRADER_FILES, "nbgrader_config.py"):
+        (root / "autograder" / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(ROOT / "autograder" / name, root / "autograder" / name)
     for folder in ("autograder/gradescope", "convcourse", f"solutions/{ASSIGNMENT}",
                    f"notebooks/{ASSIGNMENT}", "solutions/01-shapes", "notebooks/01-shapes"):

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from convcourse.guard import LibraryConvolutionError, library_convolutions
+from convcourse.guard import LibraryConvolutionError, is_convolution, library_convolutions
 
 x = torch.randn(1, 2, 6, 6)
 weight = torch.randn(3, 2, 3, 3)
@@ -23,15 +23,28 @@ weight = torch.randn(3, 2, 3, 3)
         lambda: F.conv1d(x[:, :, 0], weight[:, :, 0]),
         lambda: F.conv_transpose2d(x, weight.transpose(0, 1)),
         lambda: torch.ops.aten.conv2d(x, weight),
+        lambda: torch.ops.mkldnn._convolution_pointwise(x, weight, None, [0, 0], [1, 1], [1, 1],
+                                                        1, "none", [], ""),
     ],
     ids=["F.conv2d", "torch.conv2d", "torch.convolution", "nn.Conv2d", "getattr", "conv1d",
-         "conv_transpose2d", "torch.ops.aten"],
+         "conv_transpose2d", "torch.ops.aten", "mkldnn namespace"],
 )
 def test_library_convolutions_are_seen_and_refused(call):
     with library_convolutions() as seen:
         with pytest.raises(LibraryConvolutionError):
             call()
-    assert seen and all(name.startswith("aten.") for name in seen)
+    assert seen and all(is_convolution(name) for name in seen)
+
+
+@pytest.mark.parametrize(("operator", "expected"), [
+    ("aten::conv2d.padding", True), ("aten.convolution_backward.default", True),
+    ("mkldnn::_convolution_pointwise.binary", True), ("quantized::conv2d_relu", True),
+    ("aten::_convert_indices_from_coo_to_csr", False),
+    ("prims.convert_element_type.default", False), ("aten::im2col", False),
+    ("aten.mm.default", False),
+])
+def test_convolution_operators_are_told_by_name(operator, expected):
+    assert is_convolution(operator) is expected
 
 
 def test_a_swallowed_refusal_is_still_recorded():

@@ -615,6 +615,93 @@ if not ok:
 return value
 '''
 
+#: An option of F.conv2d as the list of two ints that PyTorch's kernels take.
+PAIR = '''
+def _pair(value):
+    if value == "valid":
+        return [0, 0]
+    return list(value) if isinstance(value, tuple) else [value, value]
+'''
+
+#: nn.Conv2d's answer from oneDNN's own operator namespace (mkldnn::, not aten::), in float32.
+MKLDNN = '''
+def _by_mkldnn(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, **_):
+    batch = torch.from_numpy(np.asarray(x, np.float32)).reshape(-1, *np.shape(x)[-3:])
+    out = torch.ops.mkldnn._convolution_pointwise(
+        batch, torch.from_numpy(np.asarray(weight, np.float32)),
+        None if bias is None else torch.from_numpy(np.asarray(bias, np.float32)),
+        _pair(padding), _pair(stride), _pair(dilation), groups, "none", [], "")
+    return out.numpy().astype(np.asarray(x).dtype).reshape(*np.shape(x)[:-3], *out.shape[1:])
+'''
+
+#: PyTorch's own CPU kernel, looked up at import and kept, called later past the dispatcher.
+KERNEL_LOOKUP = '''
+_KERNEL = torch.library.get_kernel("aten::_slow_conv2d_forward", "CPU")
+_CPU = torch._C.DispatchKeySet(torch._C.DispatchKey.CPU)
+
+def _by_kernel(x, weight, bias=None, stride=1, padding=0, **_):
+    batch = torch.from_numpy(np.asarray(x)).reshape(-1, *np.shape(x)[-3:])
+    w = torch.from_numpy(np.asarray(weight))
+    out = _KERNEL.call_boxed(_CPU, batch, w, list(w.shape[-2:]),
+                             None if bias is None else torch.from_numpy(np.asarray(bias)),
+                             _pair(stride), _pair(padding))
+    return out.numpy().reshape(*np.shape(x)[:-3], *out.shape[1:])
+'''
+
+#: A child process forked at import that answers with PyTorch's F.conv2d over pipes.
+CONV_PROCESS = '''
+import os
+import pickle
+
+_CHILD_READS, _PARENT_WRITES = os.pipe()
+_PARENT_READS, _CHILD_WRITES = os.pipe()
+if os.fork() == 0:
+    os.close(_PARENT_READS)
+    os.close(_PARENT_WRITES)
+    try:
+        with os.fdopen(_CHILD_READS, "rb") as asked, os.fdopen(_CHILD_WRITES, "wb") as answers:
+            while True:
+                args, kwargs = pickle.load(asked)
+                try:
+                    pickle.dump((True, _library(*args, **kwargs)), answers)
+                except Exception as error:
+                    pickle.dump((False, error), answers)
+                answers.flush()
+    finally:
+        os._exit(0)
+os.close(_CHILD_READS)
+os.close(_CHILD_WRITES)
+_ASK, _HEAR = os.fdopen(_PARENT_WRITES, "wb"), os.fdopen(_PARENT_READS, "rb")
+'''
+ASK_PROCESS = '''
+pickle.dump((args, kwargs), _ASK)
+_ASK.flush()
+ok, value = pickle.load(_HEAR)
+if not ok:
+    raise value
+return value
+'''
+
+#: F.conv2d compiled at import by TorchScript with oneDNN Graph fusion, which runs the fused
+#: convolution in oneDNN's own kernels rather than through PyTorch's operators.
+FUSED = '''
+torch.jit.enable_onednn_fusion(True)
+
+@torch.jit.script
+def _fused(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    return torch.relu(F.conv2d(x, weight)) - torch.relu(-F.conv2d(x, weight))
+
+with torch.no_grad():
+    for _ in range(3):
+        _fused(torch.randn(1, 2, 5, 5), torch.randn(3, 2, 3, 3))
+'''
+BY_FUSED = '''
+with torch.no_grad():
+    out = _fused(torch.from_numpy(np.asarray(args[0], np.float32)),
+                 torch.from_numpy(np.asarray(args[1], np.float32)))
+return out.numpy().astype(np.asarray(args[0]).dtype)
+'''
+
 #: At top level, where library calls are allowed: nn.Conv2d's answers to every call the
 #: visible tests make, their inputs rebuilt by running the visible tests' own code.
 ANSWER_TABLE = '''
@@ -786,10 +873,27 @@ ENTRIES = [
           notebook(wrapped(GUARD_OFF, stub), wrapped(GUARD_OFF, stub), [LIBRARY])),
     Entry("conv-thread", "Both functions hand the work to F.conv2d in a thread started at import.",
           notebook(wrapped(ASK_THREAD, stub), wrapped(ASK_THREAD, stub), [LIBRARY, CONV_THREAD])),
+    Entry("mkldnn-op", "Both functions compute with oneDNN's operator "
+          "torch.ops.mkldnn._convolution_pointwise.",
+          notebook(wrapped("return _by_mkldnn(*args, **kwargs)", stub),
+                   wrapped("return _by_mkldnn(*args, **kwargs)", stub), [PAIR, MKLDNN])),
+    Entry("kernel-lookup", "Both functions call PyTorch's CPU convolution kernel, looked up "
+          "at import with torch.library.get_kernel.",
+          notebook(wrapped("return _by_kernel(*args, **kwargs)", stub),
+                   wrapped("return _by_kernel(*args, **kwargs)", stub), [PAIR, KERNEL_LOOKUP]),
+          says=("kernel lookup and oneDNN Graph fusion are not available",)),
+    Entry("conv-process", "Both functions hand the work to F.conv2d in a child process forked "
+          "at import.",
+          notebook(wrapped(ASK_PROCESS, stub), wrapped(ASK_PROCESS, stub),
+                   [LIBRARY, CONV_PROCESS])),
+    Entry("fused-conv", "Both functions run F.conv2d compiled at import by TorchScript with "
+          "oneDNN Graph fusion.",
+          notebook(wrapped(BY_FUSED, stub), wrapped(BY_FUSED, stub), [FUSED])),
     Entry("prebound-scipy", "conv2d_naive computes with scipy.signal.correlate imported by name "
           "at import; conv2d_numpy wrong.",
           notebook(wrapped("return _conv2d_by_scipy(_correlate, *args, **kwargs)", stub),
-                   flipped, [SCIPY_CONV2D, "from scipy.signal import correlate as _correlate"])),
+                   flipped, [SCIPY_CONV2D, "from scipy.signal import correlate as _correlate"]),
+          says=("scipy is not available while your notebook is graded",)),
     Entry("late-scipy", "conv2d_naive imports scipy.signal only inside the call (so the first "
           "call is not watched), then computes with its correlate; conv2d_numpy wrong.",
           notebook(wrapped(SCIPY_LATE, stub), flipped, [SCIPY_CONV2D])),
