@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -156,7 +157,7 @@ def nbgrader(root: Path, *args: str) -> subprocess.CompletedProcess:
 def ensure_gradebook(course: Course) -> None:
     """The gradebook knows the assignment's cells as the source has them (else nbgrader's
     generate_assignment records them, releasing into a scratch folder, not notebooks/)."""
-    from nbgrader.api import Gradebook, MissingEntry
+    from nbgrader.api import Gradebook
 
     from autograder.score import grade_cells, nbgrader_meta
 
@@ -171,7 +172,7 @@ def ensure_gradebook(course: Course) -> None:
                      for nb in assignment.notebooks for cell in nb.grade_cells}
         if known == wanted:
             return
-    except (MissingEntry, Exception):  # noqa: BLE001  (a new or an older gradebook)
+    except Exception:  # noqa: BLE001  (no gradebook yet, or the assignment is not in it)
         pass
     with tempfile.TemporaryDirectory() as scratch:
         result = nbgrader(course.root, "generate_assignment", course.assignment, "--force",
@@ -182,8 +183,6 @@ def ensure_gradebook(course: Course) -> None:
 
 def record(gradebook, assignment: str, graded: dict) -> None:
     """Write one learner's scores into the (open) nbgrader gradebook."""
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # SQLAlchemy's notes on nbgrader's own session use
         gradebook.update_or_create_student(graded["student_id"])
@@ -246,10 +245,9 @@ def grade_student(root: str, assignment: str, student: str, key: str, limits: Li
     """Grade every notebook of one learner; write the autograded notebooks, the feedback HTML
     and, last, result.json (its presence means: graded)."""
     from autograder.feedback import feedback_html
-    from autograder.score import choose_notebook, grade_notebook, submitted_notebooks
+    from autograder.score import grade_submission
 
     course = Course(Path(root), assignment)
-    submitted = course.folder("submitted", student)
     autograded, feedback = course.folder("autograded", student), course.folder("feedback",
                                                                                student)
     for folder in (autograded, feedback):
@@ -257,18 +255,14 @@ def grade_student(root: str, assignment: str, student: str, key: str, limits: Li
         folder.mkdir(parents=True)
     started = time.monotonic()
     graded = {"student_id": student, "assignment": assignment, "key": key, "notebooks": {}}
-    names = course.notebooks()
-    candidates = submitted_notebooks(submitted)
-    for name in names:
-        found = choose_notebook(candidates, f"{name}.ipynb", alone=len(names) == 1)
-        source = nbformat.read(course.source / f"{name}.ipynb", as_version=4)
-        release = nbformat.read(course.release / f"{name}.ipynb", as_version=4)
-        result = grade_notebook(source, release, found or submitted / f"{name}.ipynb",
-                                slot=_SLOT, limits=limits, isolated=isolated)
-        nbformat.write(result.feedback, autograded / f"{name}.ipynb")
-        (feedback / f"{name}.html").write_text(
+    for notebook in grade_submission(course.source, course.release,
+                                     course.folder("submitted", student), slot=_SLOT,
+                                     limits=limits, isolated=isolated):
+        result = notebook.result
+        nbformat.write(result.feedback, autograded / f"{result.name}.ipynb")
+        (feedback / f"{result.name}.html").write_text(
             feedback_html(result, student=student, assignment=assignment), encoding="utf-8")
-        graded["notebooks"][name] = {
+        graded["notebooks"][result.name] = {
             "score": result.score, "max_score": result.max_score, "problem": result.problem,
             "notes": result.notes, "tests": [asdict(t) for t in result.tests]}
     notebooks = graded["notebooks"].values()

@@ -153,39 +153,28 @@ def grade(assignment: str, root: Path, autograder_root: Path, *,
     """Grade the submission in ``autograder_root/submission`` and return Gradescope's result;
     in the sandbox, or without it when ``unsandboxed`` says why."""
     # Imported here, not at the top: building the zip needs none of the grader's imports.
-    import nbformat
-
-    from autograder import score as scorer
     from autograder.sandbox import Limits
+    from autograder.score import grade_submission
 
     started = time.monotonic()
     summary = [] if unsandboxed is None else [
         f"Graded WITHOUT the sandbox ({unsandboxed}): this autograder was built with --unsafe."]
-    releases = sorted((root / "notebooks" / assignment).glob("*.ipynb"))
+    releases = root / "notebooks" / assignment
     submission = autograder_root / "submission"
-    candidates = scorer.submitted_notebooks(submission)
-    limits = Limits(submission_seconds=SECONDS_PER_SUBMISSION / max(len(releases), 1))
+    count = len(list(releases.glob("*.ipynb")))
+    limits = Limits(submission_seconds=SECONDS_PER_SUBMISSION / max(count, 1))
     tests, score = [], 0.0
-    for release_path in releases:
-        source = nbformat.read(root / "solutions" / assignment / release_path.name, as_version=4)
-        release = nbformat.read(release_path, as_version=4)
-        found = scorer.choose_notebook(candidates, release_path.name,
-                                       alone=len(releases) == 1)
-        if found is None:
-            seen = ", ".join(p.relative_to(submission).as_posix() for p in candidates) or "none"
-            result = scorer.ungraded(source, release, release_path.stem, (
-                f"No notebook named {release_path.name} was found in your submission "
-                f"(notebooks submitted: {seen}). Upload the notebook you worked in."))
-        else:
-            candidates.remove(found)
-            result = scorer.grade_notebook(source, release, found, limits=limits,
-                                           isolated=unsandboxed is None)
-            where = found.relative_to(submission).as_posix()
-            label = where if where == release_path.name else f"{where} as {release_path.name}"
+    for notebook in grade_submission(root / "solutions" / assignment, releases, submission,
+                                     limits=limits, isolated=unsandboxed is None):
+        result = notebook.result
+        if notebook.submitted is not None:
+            where = notebook.submitted.relative_to(submission).as_posix()
+            expected = f"{result.name}.ipynb"
+            label = where if where == expected else f"{where} as {expected}"
             summary.append(f"Graded {label}: {result.score:g} of {result.max_score:g} points.")
         summary += [result.problem] if result.problem else []
         summary += result.notes
-        tests += test_entries(result, source, release)
+        tests += test_entries(result, notebook.source, notebook.release)
         score += result.score
     if any(entry["visibility"] == "after_published" for entry in tests):
         summary.append("Tests that also run hidden cases are shown once grades are published.")

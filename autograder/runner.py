@@ -75,10 +75,7 @@ class Server:
     # --- messages ---------------------------------------------------------------------------
 
     def receive(self):
-        head = self.wire.read_exactly(REQUESTS, self.wire.HEAD_SIZE)
-        text_size, blob_size = self.wire.sizes(head)
-        return self.wire.unpack(self.wire.read_exactly(REQUESTS, text_size),
-                                self.wire.read_exactly(REQUESTS, blob_size))
+        return self.wire.receive(lambda size: self.wire.read_exactly(REQUESTS, size))
 
     def send(self, header: dict, arrays=()) -> None:
         self.wire.write_all(REPLIES, self.wire.pack(header, list(arrays)))

@@ -165,7 +165,7 @@ class Sandbox:
         self.replies, from_child = os.pipe()
         root = os.getuid() == 0
         limits = {  # the runner applies them to itself before it runs any learner code
-            "uid": UID_BASE + self.slot if root else -1,
+            "uid": UID_BASE + self.slot if root and self.isolated else -1,
             "alone": self.isolated,  # in a process namespace of its own
             # as a normal user the process limit would count all of the user's processes
             "RLIMIT_NPROC": self.limits.processes if root else 0,
@@ -178,8 +178,6 @@ class Sandbox:
         # stand between the learner's code and this machine.
         prefix = _bwrap_command(self.slot, self.limits) if self.isolated else []
         runner = "/grader/runner.py" if self.isolated else str(HERE / "runner.py")
-        if not self.isolated:
-            limits["uid"] = -1
         command = [*prefix, sys.executable, "-I", runner, str(to_child), str(from_child),
                    json.dumps(limits)]
         self.process = subprocess.Popen(
@@ -217,8 +215,7 @@ class Sandbox:
                 raise self._died() from None
 
     def receive(self, *, deadline: float) -> tuple[dict, dict]:
-        text_size, blob_size = wire.sizes(self._read(wire.HEAD_SIZE, deadline))
-        return wire.unpack(self._read(text_size, deadline), self._read(blob_size, deadline))
+        return wire.receive(lambda size: self._read(size, deadline))
 
     def request(self, header: dict, arrays=(), *, timeout: float) -> tuple[dict, dict]:
         deadline = time.monotonic() + timeout

@@ -351,10 +351,11 @@ def run_tests(source, session: Session) -> list[TestResult]:
     return results
 
 
-def grade_notebook(source, release, path: Path, *, slot: int = 0, limits: Limits | None = None,
-                   isolated: bool = True) -> NotebookResult:
-    """Grade the submitted notebook at ``path`` against its ``source`` (with hidden tests)."""
-    name = Path(path).stem
+def grade_notebook(source, release, path: Path, *, name: str | None = None, slot: int = 0,
+                   limits: Limits | None = None, isolated: bool = True) -> NotebookResult:
+    """Grade the submitted notebook at ``path`` against its ``source`` (with hidden tests),
+    as the notebook ``name`` of the assignment (by default, the file's own name)."""
+    name = name or Path(path).stem
     try:
         submission = read_submission(Path(path))
     except ValueError as problem:
@@ -370,11 +371,46 @@ def grade_notebook(source, release, path: Path, *, slot: int = 0, limits: Limits
     return result
 
 
+@dataclass
+class GradedNotebook:
+    """One notebook of an assignment, graded: the result, the instructor's notebooks it was
+    graded against, and the learner's file it was read from (None: none was found)."""
+
+    result: NotebookResult
+    source: nbformat.NotebookNode
+    release: nbformat.NotebookNode
+    submitted: Path | None
+
+
+def grade_submission(sources: Path, releases: Path, submission: Path, *, slot: int = 0,
+                     limits: Limits | None = None, isolated: bool = True) -> list[GradedNotebook]:
+    """Grade each notebook of an assignment (its releases in ``releases``, their sources in
+    ``sources``) as found in the learner's ``submission`` folder; a submitted file is graded
+    as one notebook at most."""
+    release_paths = sorted(releases.glob("*.ipynb"))
+    candidates = submitted_notebooks(submission)
+    graded = []
+    for release_path in release_paths:
+        source = nbformat.read(sources / release_path.name, as_version=4)
+        release = nbformat.read(release_path, as_version=4)
+        found = choose_notebook(candidates, release_path.name, alone=len(release_paths) == 1)
+        if found is None:
+            seen = ", ".join(p.relative_to(submission).as_posix() for p in candidates) or "none"
+            result = ungraded(source, release, release_path.stem, (
+                f"no notebook named {release_path.name} was found in the submission (notebooks "
+                f"submitted: {seen}); upload the notebook you worked in"))
+        else:
+            candidates.remove(found)
+            result = grade_notebook(source, release, found, name=release_path.stem, slot=slot,
+                                    limits=limits, isolated=isolated)
+        graded.append(GradedNotebook(result, source, release, found))
+    return graded
+
+
 def _cell_error_notes(source, session: Session, most: int = 5) -> list[str]:
     """Errors of cells other than answer cells (those show their own error in the feedback):
     a scratch cell's failure scores nothing, but what it would have defined is missing."""
-    answers = {nbgrader_meta(cell).get("grade_id") for cell in source.cells
-               if nbgrader_meta(cell).get("solution")}
+    answers = set(answer_names(source))
     notes = [f"cell {label} raised {error.get('type')} while it was graded: "
              f"{str(error.get('message'))[:300]}"
              for label, error in session.errors.items() if label not in answers]

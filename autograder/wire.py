@@ -16,6 +16,7 @@ import io
 import json
 import os
 import struct
+import zipfile
 
 import numpy as np
 import torch
@@ -220,8 +221,6 @@ def unpack(text: bytes, blob: bytes) -> tuple[dict, dict[str, np.ndarray]]:
 def _check_archive(blob: bytes) -> None:
     """Arrays come stored, never compressed: a small compressed entry could inflate to
     gigabytes in the grader. The sizes the archive declares must fit in a message."""
-    import zipfile
-
     try:
         entries = zipfile.ZipFile(io.BytesIO(blob)).infolist()
     except zipfile.BadZipFile as error:
@@ -232,14 +231,12 @@ def _check_archive(blob: bytes) -> None:
         raise WireError("a message's arrays are too large")
 
 
-def sizes(head: bytes) -> tuple[int, int]:
-    text_size, blob_size = _HEAD.unpack(head)
+def receive(read) -> tuple[dict, dict[str, np.ndarray]]:
+    """One frame, read with ``read(size) -> bytes`` (each side reads in its own way)."""
+    text_size, blob_size = _HEAD.unpack(read(_HEAD.size))
     if text_size + blob_size > MAX_MESSAGE:
         raise WireError(f"a message of {text_size + blob_size} bytes is too large")
-    return text_size, blob_size
-
-
-HEAD_SIZE = _HEAD.size
+    return unpack(read(text_size), read(blob_size))
 
 
 def read_exactly(fd: int, size: int) -> bytes:

@@ -8,6 +8,7 @@ problem; an exception inside the learner's function is reported, not propagated.
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -213,16 +214,12 @@ def check_equal(fn: Callable, expected, *args, **kwargs) -> None:
         raise AssertionError(f"{call} returned {got!r}, expected {expected!r}.")
 
 
-
-
 def count_python_lines(fn: Callable, *args, **kwargs) -> int:
     """How many lines of Python ``fn(*args, **kwargs)`` runs outside installed libraries.
 
     A loop over images or output positions runs its body once per pass, so the count grows
     with the input; array operations run the same few lines whatever the size.
     """
-    import sys
-
     libraries = (sys.prefix, sys.base_prefix, sys.exec_prefix, "<frozen")
     count = 0
 

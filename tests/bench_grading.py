@@ -21,17 +21,10 @@ import time
 from pathlib import Path
 
 import nbformat
-from course import NOTEBOOKS, ROOT, SOLUTIONS, ScratchCourse, answer_cells
+from course import NOTEBOOKS, ROOT, SOLUTIONS, ScratchCourse, answer_cells, without_solution_markers
 
 ASSIGNMENT = "02-numpy"
 TARGET = 3.0
-MARKERS = {"### BEGIN SOLUTION", "### END SOLUTION"}
-
-
-def without_markers(source: str) -> str:
-    return "\n".join(line for line in source.splitlines() if line.strip() not in MARKERS)
-
-
 def honest_submissions(count: int) -> dict[str, dict[str, nbformat.NotebookNode]]:
     """``count`` learners' notebooks by student id: the release, answered as the instructor
     would, with a comment naming the learner so that no two submissions are the same file."""
@@ -44,7 +37,7 @@ def honest_submissions(count: int) -> dict[str, dict[str, nbformat.NotebookNode]
             answers = answer_cells(nbformat.read(SOLUTIONS / ASSIGNMENT / released.name,
                                                  as_version=4))
             for grade_id, cell in answer_cells(notebook).items():
-                cell.source = f"# {student}\n" + without_markers(answers[grade_id].source)
+                cell.source = f"# {student}\n" + without_solution_markers(answers[grade_id].source)
             notebooks[released.stem] = notebook
         batch[student] = notebooks
     return batch

@@ -32,6 +32,12 @@ def answer_cells(notebook) -> dict[str, nbformat.NotebookNode]:
             if c.metadata.get("nbgrader", {}).get("solution")}
 
 
+def without_solution_markers(source: str) -> str:
+    """An answer cell's source as the instructor's answer alone: nbgrader's markers dropped."""
+    markers = ("### BEGIN SOLUTION", "### END SOLUTION")
+    return "\n".join(line for line in source.splitlines() if line.strip() not in markers)
+
+
 class ScratchCourse:
     """A course folder under ``root`` holding one released assignment and its gradebook."""
 

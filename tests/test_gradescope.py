@@ -234,7 +234,7 @@ def test_a_link_is_not_a_submission(autograder):
     assert done.returncode == 0, done.stdout + done.stderr
     check_results(results)
     assert results["score"] == 0
-    assert "No notebook named conv2d-numpy.ipynb was found" in results["output"]
+    assert "no notebook named conv2d-numpy.ipynb was found" in results["output"]
 
 
 def test_without_bubblewrap_it_refuses(autograder, no_bwrap):

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import nbformat
-from course import answer_cells
+from course import answer_cells, without_solution_markers
 
 ASSIGNMENT = "02-numpy"
 NOTEBOOK = "conv2d-numpy"
@@ -65,9 +65,7 @@ class Kit:
     def for_course(cls, root: Path, targets: Targets) -> Kit:
         source = nbformat.read(root / "solutions" / ASSIGNMENT / FILE, as_version=4)
         release = nbformat.read(root / "notebooks" / ASSIGNMENT / FILE, as_version=4)
-        naive = answer_cells(source)["conv2d_naive"].source
-        naive = "\n".join(line for line in naive.splitlines()
-                          if line.strip() not in ("### BEGIN SOLUTION", "### END SOLUTION"))
+        naive = without_solution_markers(answer_cells(source)["conv2d_naive"].source)
         return cls(release, {"conv2d_naive": naive,
                              "conv2d_numpy": CORRECT_NUMPY.read_text()}, targets)
 
