@@ -16,7 +16,36 @@ export JUPYTER_CONFIG_PATH := $(CURDIR)/autograder
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 ASSIGNMENTS := $(notdir $(wildcard solutions/[0-9]*))
 
-.PHONY: help venv book test lab release grade gradescope bench clean
+.PHONY: help venv book test test-fast lab release grade gradescope bench clean \
+        sandbox-packages test-packages
+
+# Debian packages the targets need, each as <command or file>:<package>. The sandbox's for
+# grading; the browser's (and a font for it to draw the pages with) for the tests.
+SANDBOX_PACKAGES := bwrap:bubblewrap
+BROWSER_PACKAGES := chromium:chromium chromedriver:chromium-driver \
+                    /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf:fonts-dejavu-core
+
+# Install the missing ones with apt-get, as root or through password-less sudo; otherwise stop
+# before anything runs, with the one command that installs them.
+define system_packages
+	@missing=""; for need in $(1); do have="$${need%:*}"; \
+	  command -v "$$have" >/dev/null 2>&1 || [ -e "$$have" ] || missing="$$missing $${need##*:}"; \
+	done; [ -z "$$missing" ] && exit 0; \
+	if [ "$$(id -u)" = 0 ]; then sudo=""; elif sudo -n true 2>/dev/null; then sudo="sudo -n"; \
+	else echo "make: missing Debian packages:$$missing; install them with: sudo apt-get \
+	install -y --no-install-recommends$$missing" >&2; exit 1; fi; \
+	command -v apt-get >/dev/null || { echo "make: missing packages:$$missing (no apt-get \
+	here: install them with your system's package manager)" >&2; exit 1; }; \
+	echo "Installing Debian packages:$$missing"; $$sudo apt-get update -qq && \
+	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	  $$missing
+endef
+
+sandbox-packages:
+	$(call system_packages,$(SANDBOX_PACKAGES))
+
+test-packages:
+	$(call system_packages,$(SANDBOX_PACKAGES) $(BROWSER_PACKAGES))
 
 help:
 	@echo "make book   build the HTML book into book/_build/html (warnings are errors)"
@@ -44,8 +73,9 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 # The execution cache re-runs a page when its own code changes, not when the package it
-# imports does: a newer file in $(PACKAGE)/ throws the old build away.
-$(BUILD)/.package-stamp: $(wildcard $(PACKAGE)/*.py)
+# imports does: a newer file of the book's part of $(PACKAGE)/ (its figures and the shared
+# modules beside them, not its grading) throws the old build away.
+$(BUILD)/.package-stamp: $(wildcard $(PACKAGE)/*.py $(PACKAGE)/figures/*.py)
 	rm -rf $(BUILD)
 	mkdir -p $(BUILD)
 	touch $@
@@ -53,7 +83,7 @@ $(BUILD)/.package-stamp: $(wildcard $(PACKAGE)/*.py)
 book: $(STAMP) $(BUILD)/.package-stamp
 	IPYTHONDIR=$(CURDIR)/book/_ipython $(BIN)/jupyter-book build $(BOOK) -W -n --keep-going $(BOOK_ARGS)
 
-test: $(STAMP)
+test: test-packages $(STAMP)
 	$(BIN)/pytest
 
 lab: $(STAMP)
@@ -65,7 +95,7 @@ release: $(STAMP)
 	  $(BIN)/nbgrader generate_assignment $$a --force --no-db || exit 1; done
 
 # Grading: learner code runs only in the sandbox (autograder/); UNSAFE=1 runs it without.
-grade: $(STAMP)
+grade: $(if $(UNSAFE),,sandbox-packages) $(STAMP)
 	@test -n "$(ASSIGNMENT)" -a -n "$(SUBMISSIONS)" || { echo "usage: make grade \
 	  ASSIGNMENT=<id> SUBMISSIONS=<folder of <student>/<notebook>.ipynb, or an LMS .zip>"; exit 2; }
 	$(BIN)/python -m autograder.grade $(ASSIGNMENT) $(SUBMISSIONS) \
@@ -76,7 +106,7 @@ gradescope: $(STAMP)
 	$(BIN)/python -m autograder.gradescope $(ASSIGNMENT) $(if $(UNSAFE),--unsafe)
 
 # The benchmarks import tests/ helpers, which import the grader from the repository root.
-bench: $(STAMP)
+bench: sandbox-packages $(STAMP)
 	cd tests && export PYTHONPATH=$(CURDIR) && ../$(BIN)/python bench.py $(BENCH_ARGS) && \
 	  ../$(BIN)/python bench_grading.py $(BENCH_ARGS)
 

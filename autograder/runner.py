@@ -50,8 +50,8 @@ def main() -> None:
     import torch
     import wire
 
-    from convcourse.checks import count_python_lines
-    from convcourse.guard import scipy_convolutions
+    from convcourse.grading.checks import count_python_lines
+    from convcourse.grading.guard import scipy_convolutions
 
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False

@@ -24,7 +24,7 @@ import ctypes
 import re
 import warnings
 
-from convcourse.guard import LibraryConvolutionError, is_convolution
+from convcourse.grading.guard import LibraryConvolutionError, is_convolution
 
 #: Dispatch keys whose kernels pass the call on (autograd, autocast, tracing, vmap, ...): the
 #: refusal goes below them, at the keys whose kernels compute.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +13,9 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+#: What `make test` installs (Makefile: test-packages); CI must have it, so there it is never
+#: skipped.
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 BOOK = ROOT / "book"
 HTML = BOOK / "_build" / "html"
 
@@ -59,3 +64,35 @@ def built_book() -> BuiltBook:
     log = result.stdout + result.stderr
     assert result.returncode == 0, f"`make book` failed:\n{log[-6000:]}"
     return BuiltBook(html=HTML, log=log)
+
+
+@functools.cache
+def browser_problem() -> str | None:
+    """Why headless Chromium cannot run the browser tests here (None: it can)."""
+    missing = [name for name in ("chromium", "chromedriver") if shutil.which(name) is None]
+    if missing:
+        return (f"{' and '.join(missing)} not found: install Debian's chromium and "
+                "chromium-driver (make test installs them)")
+    return None
+
+
+@functools.cache
+def sandbox_problem() -> str | None:
+    """Why the grader's bubblewrap sandbox cannot run here (None: it can)."""
+    from autograder.sandbox import bwrap_problem
+
+    return bwrap_problem()
+
+
+#: The markers that say a test needs something of the machine, and how to find it missing.
+NEEDS = {"browser": browser_problem, "sandbox": sandbox_problem}
+
+
+def pytest_runtest_setup(item):
+    """A test that needs Chromium or the sandbox skips, saying what is missing, where it is
+    missing; in CI it fails (a skip there would turn a missing check green)."""
+    for marker, problem in NEEDS.items():
+        if item.get_closest_marker(marker) and (why := problem()):
+            if IN_CI:
+                pytest.fail(f"CI must run the {marker} tests, but {why}", pytrace=False)
+            pytest.skip(f"needs the {marker}: {why}")

@@ -3,29 +3,17 @@ every image loads. Screenshots of each page are kept in book/_build/screenshots/
 
 from __future__ import annotations
 
-import os
 import shutil
 
 import pytest
 from conftest import toc_pages
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
 
 CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")
 SCREENSHOTS = "screenshots"
-
-if not (CHROMIUM and CHROMEDRIVER):
-    # CI installs them (.ci/run), so there a missing browser is a failure, never a skip.
-    if os.environ.get("CI"):
-        raise RuntimeError("CI needs Debian's chromium and chromium-driver: see .ci/run")
-    pytest.skip(
-        "headless Chromium is not installed: apt-get install chromium chromium-driver",
-        allow_module_level=True,
-    )
-
-from selenium import webdriver  # noqa: E402  (imported only where the browser exists)
-from selenium.webdriver.chrome.service import Service  # noqa: E402
-
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.book, pytest.mark.browser]
 
 
 @pytest.fixture(scope="module")

@@ -62,10 +62,11 @@ def test_a_rebuild_with_nothing_changed_reuses_the_execution_cache(built_book):
     assert cached == set(toc_pages())
 
 
-def test_a_change_to_the_shared_package_reruns_the_pages(tmp_path):
+def test_only_a_change_to_the_figure_code_reruns_the_pages(tmp_path):
     package = tmp_path / "package"
-    package.mkdir()
-    (package / "helpers.py").write_text("# a figure helper\n")
+    for part in ("figures", "grading"):
+        (package / part).mkdir(parents=True)
+        (package / part / "helpers.py").write_text(f"# a {part} helper\n")
     book = scratch_book(tmp_path, "```{code-cell} ipython3\n1 + 1\n```\n")
 
     def build():
@@ -73,8 +74,12 @@ def test_a_change_to_the_shared_package_reruns_the_pages(tmp_path):
         assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
         return result.stdout + result.stderr
 
+    def touch(path):
+        os.utime(path, (path.stat().st_atime, path.stat().st_mtime + 10))
+
     assert "Executing" in build()
     assert "Executing" not in build()  # nothing changed: the cache answers
-    helper = package / "helpers.py"
-    os.utime(helper, (helper.stat().st_atime, helper.stat().st_mtime + 10))
-    assert "Executing" in build()  # the package changed: pages run again
+    touch(package / "grading" / "helpers.py")
+    assert "Executing" not in build()  # the grading code is not the book's
+    touch(package / "figures" / "helpers.py")
+    assert "Executing" in build()  # the figure code changed: pages run again

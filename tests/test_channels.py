@@ -1,4 +1,4 @@
-"""Tests of convcourse.channels: the figures show what PyTorch computes."""
+"""Tests of convcourse.figures.channels: the figures show what PyTorch computes."""
 
 import matplotlib.figure
 import pytest
@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from convcourse.channels import (
+from convcourse.figures.channels import (
     channel_partials,
     channel_sum_figure,
     group_connectivity,

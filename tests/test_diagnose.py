@@ -11,9 +11,9 @@ import pytest
 import torch
 from mistakes import corpus
 
-from convcourse.cases import conv2d_cases
-from convcourse.checks import check_conv2d, check_conv2d_cases
-from convcourse.diagnose import MISTAKES, close, diagnose, mistake_outputs
+from convcourse.grading.cases import conv2d_cases
+from convcourse.grading.checks import check_conv2d, check_conv2d_cases
+from convcourse.grading.diagnose import MISTAKES, close, diagnose, mistake_outputs
 from convcourse.reference import Conv2dCase, reference_conv2d
 
 CORPUS = sorted(corpus.MISTAKES)

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from convcourse.dilation import (
+from convcourse.figures.dilation import (
     dilated_kernel,
     dilated_taps_figure,
     extent,

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from convcourse.guard import LibraryConvolutionError, is_convolution, library_convolutions
+from convcourse.grading.guard import LibraryConvolutionError, is_convolution, library_convolutions
 
 x = torch.randn(1, 2, 6, 6)
 weight = torch.randn(3, 2, 3, 3)

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from convcourse.cases import PADDED, SPECS, conv2d_cases
-from convcourse.module_checks import (
+from convcourse.grading.cases import PADDED, SPECS, conv2d_cases
+from convcourse.grading.module_checks import (
     check_conv2d_gradient_cases,
     check_conv2d_gradients,
     check_conv2d_meta,

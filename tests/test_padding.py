@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from convcourse.padding import (
+from convcourse.figures.padding import (
     MODES,
     pad_2d,
     pad_amounts,

@@ -5,7 +5,7 @@ import re
 import matplotlib.pyplot as plt
 from matplotlib.animation import FuncAnimation
 
-from convcourse.player import Player
+from convcourse.figures.player import Player
 
 
 def test_player_embeds_every_frame_and_links_nothing_remote():

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from convcourse.cases import PADDED, SPECS, conv2d_cases
+from convcourse.grading.cases import PADDED, SPECS, conv2d_cases
 from convcourse.reference import (
     PAD_MODES,
     Conv2dCase,

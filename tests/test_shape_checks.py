@@ -18,7 +18,7 @@ import pytest
 import torch
 from torch import nn
 
-from convcourse.checks import check_output_shape, expected_output_shape
+from convcourse.grading.checks import check_output_shape, expected_output_shape
 
 
 def cpu_outcome(input_shape, out_channels, kernel_size, **options):

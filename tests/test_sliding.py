@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from matplotlib.text import Annotation
 
-from convcourse import sliding
+from convcourse.figures import sliding
 
 
 def _texts(ax) -> list[str]:

@@ -298,8 +298,8 @@ for folder in ("/tmp", os.path.expanduser("~"), ".", "/", "/usr", "/var/tmp"):
 '''
 
 MONKEYPATCH = '''
-import convcourse.checks
-import convcourse.diagnose
+import convcourse.grading.checks
+import convcourse.grading.diagnose
 
 def _yes(*args, **kwargs):
     return True
@@ -309,8 +309,8 @@ def _quiet(*args, **kwargs):
 
 np.allclose = np.array_equal = torch.allclose = torch.equal = _yes
 np.testing.assert_allclose = np.testing.assert_array_equal = torch.testing.assert_close = _quiet
-convcourse.checks.check_conv2d = convcourse.checks.check_conv2d_cases = _quiet
-convcourse.diagnose.diagnose = _quiet
+convcourse.grading.checks.check_conv2d = convcourse.grading.checks.check_conv2d_cases = _quiet
+convcourse.grading.diagnose.diagnose = _quiet
 check_conv2d = check_conv2d_cases = check_refuses = check_vectorised = _quiet
 '''
 

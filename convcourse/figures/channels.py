@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from convcourse.grids import ACCENT_COLOR, CELL_INCHES, Box, draw_grid
+from convcourse.figures.grids import ACCENT_COLOR, CELL_INCHES, Box, draw_grid
 
 #: Colour maps for the channels of an input, red, green and blue first (then they repeat).
 CHANNEL_CMAPS = ("Reds", "Greens", "Blues", "Purples", "Oranges", "Greys")

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from convcourse.diagnose import diagnose
-from convcourse.guard import library_convolutions
+from convcourse.grading.diagnose import diagnose
+from convcourse.grading.guard import library_convolutions
 from convcourse.reference import Conv2dCase, as_tensor, exact_float32
 
 

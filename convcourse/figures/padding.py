@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 
-from convcourse.grids import CELL_INCHES, Box, draw_grid
+from convcourse.figures.grids import CELL_INCHES, Box, draw_grid
+from convcourse.figures.sliding import coverage
 from convcourse.reference import PAD_MODES
-from convcourse.sliding import coverage
 
 #: The four values of ``nn.Conv2d(padding_mode=...)``.
 MODES = tuple(PAD_MODES)
@@ -87,7 +87,7 @@ def padded_border_figure(
 
 def read_count(shape: tuple[int, int], kernel_size: int, padding: int) -> torch.Tensor:
     """Return how many sliding windows read each cell of an input of ``shape`` (stride 1):
-    :func:`convcourse.sliding.coverage` without the padding's own cells."""
+    :func:`convcourse.figures.sliding.coverage` without the padding's own cells."""
     counts = coverage(*shape, kernel_size, padding=padding)
     return counts[padding:padding + shape[0], padding:padding + shape[1]]
 

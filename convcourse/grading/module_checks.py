@@ -1,7 +1,7 @@
 """Checks for assignment 3: a learner's conv2d is differentiable like ``F.conv2d``, and a
 learner's ``ScratchConv2d`` can stand in for ``nn.Conv2d``.
 
-Like :mod:`convcourse.checks`, every check raises ``AssertionError`` with one sentence that
+Like :mod:`convcourse.grading.checks`, every check raises ``AssertionError`` with one sentence that
 says what is wrong, runs the learner's code with library convolutions refused (the backward
 pass too), and reports an exception inside the learner's code instead of propagating it.
 References are computed with ``F.conv2d`` and TF32 off; every random tensor is seeded.
@@ -17,9 +17,9 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
-from convcourse.cases import PADDED, SPECS
-from convcourse.checks import _call, _name, call_text, located
-from convcourse.diagnose import close, diagnose
+from convcourse.grading.cases import PADDED, SPECS
+from convcourse.grading.checks import _call, _name, call_text, located
+from convcourse.grading.diagnose import close, diagnose
 from convcourse.reference import PAD_MODES, Conv2dCase, as_tensor, conv2d_forward, exact_float32
 
 #: Seed of the random ``grad_output`` that the gradient checks backpropagate.

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 
-from convcourse.grids import CELL_INCHES, Box, draw_grid
+from convcourse.figures.grids import CELL_INCHES, Box, draw_grid
 
 
 def dilated_kernel(weight, dilation: int) -> torch.Tensor:

@@ -3,7 +3,7 @@
 Every helper asks PyTorch what happens (``F.conv2d``, ``F.pad``, ``F.unfold``, autograd) and
 draws that, so a picture cannot disagree with the layer. Figures come back closed; the
 animation comes back as a :class:`~matplotlib.animation.FuncAnimation` whose figure is closed,
-ready for :class:`convcourse.player.Player`.
+ready for :class:`convcourse.figures.player.Player`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from convcourse.grids import (
+from convcourse.figures.grids import (
     ACCENT_COLOR,
     CELL_INCHES,
     WINDOW_COLOR,
@@ -179,7 +179,7 @@ def sliding_window_animation(x, weight, *, stride: Pair = 1, padding: Pair = 0,
     """Animate the window over ``x`` (padded if asked), filling ``out`` one cell per frame.
 
     One frame per output position, in reading order; each frame writes its multiply-and-sum.
-    Show it with ``convcourse.player.Player(anim)``.
+    Show it with ``convcourse.figures.player.Player(anim)``.
     """
     window = _Window(x, weight, stride, padding, dilation)
     fig, axes = window.figure(dpi=dpi)

@@ -1,0 +1,12 @@
+"""The book's figures. Each module has one job:
+
+- ``grids``: draw small arrays as labelled grids, the picture every chapter builds on.
+- ``sliding``: the sliding window: where it goes, what it reads and writes, its animation.
+- ``padding``: padded inputs for each ``padding_mode``, and how often each cell is read.
+- ``dilation``: where a dilated kernel's taps fall, and how receptive fields grow.
+- ``channels``: per-channel partial sums and which channels each group connects.
+- ``player``: an animation as an HTML player that works with no network.
+
+Every figure is computed with PyTorch (``F.conv2d``, ``F.pad``, autograd), so it cannot
+disagree with the layer it shows.
+"""
