@@ -49,7 +49,9 @@ test-packages:
 
 help:
 	@echo "make book   build the HTML book into book/_build/html (warnings are errors)"
-	@echo "make test   run the whole test suite (builds the book, opens it in headless Chromium)"
+	@echo "make test   run the whole test suite (builds the book, opens it in headless Chromium,"
+	@echo "           grades in the sandbox); installs bubblewrap and Chromium first if missing"
+	@echo "make test-fast  the unit tests only (about a minute): no book, browser or sandbox"
 	@echo "make lab    open JupyterLab on the course (notebooks/, book/)"
 	@echo "make release  regenerate notebooks/ from solutions/ (nbgrader generate_assignment)"
 	@echo "make grade ASSIGNMENT=02-numpy SUBMISSIONS=folder-or.zip [WORKERS=n] [UNSAFE=1]"
@@ -85,6 +87,10 @@ book: $(STAMP) $(BUILD)/.package-stamp
 
 test: test-packages $(STAMP)
 	$(BIN)/pytest
+
+# Contributors' lane: the unit tests, no book build, browser, sandbox or slow run (pyproject).
+test-fast: $(STAMP)
+	$(BIN)/pytest -m "not (book or browser or sandbox or slow)"
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab

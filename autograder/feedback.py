@@ -1,16 +1,75 @@
-"""Feedback HTML, rendered as ``nbgrader generate_feedback`` renders it (nbgrader's own
-feedback template), from the scores just computed rather than from the gradebook: so every
-worker writes its learners' pages in parallel, and ``nbgrader generate_feedback`` later
-(after manual grading, say) renders the same notebooks again."""
+"""Feedback: the learner's notebook with each test's outcome (:func:`feedback_notebook`), and
+that notebook as HTML (:func:`feedback_html`).
+
+The HTML is rendered as ``nbgrader generate_feedback`` renders it (nbgrader's own feedback
+template), from the scores just computed rather than from the gradebook: so every worker
+writes its learners' pages in parallel, and ``nbgrader generate_feedback`` later (after
+manual grading, say) renders the same notebooks again. nbgrader is imported only to render
+HTML: Gradescope's image, which writes no HTML, does not have it.
+"""
 
 from __future__ import annotations
 
 import copy
 import functools
+import html
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from autograder.score import NotebookResult, nbgrader_meta
+import nbformat
 
+from autograder.notebook import nbgrader_meta
+
+if TYPE_CHECKING:  # the results are made in score.py, which makes their feedback here
+    from autograder.score import NotebookResult
+
+
+# --- the feedback notebook -----------------------------------------------------------------------
+
+def _error_output(name: str, message: str, traceback: str = "") -> nbformat.NotebookNode:
+    lines = (traceback.splitlines() if traceback else []) + [f"{name}: {message}"]
+    return nbformat.v4.new_output("error", ename=name, evalue=message, traceback=lines)
+
+
+def feedback_notebook(release, submission, result: NotebookResult, errors: dict):
+    """The released notebook with the learner's answers in it and each test's outcome as its
+    output: the visible tests' source only, never the hidden ones."""
+    notebook = copy.deepcopy(release)
+    answers = {}
+    if submission is not None:
+        for cell in submission.cells:
+            meta = nbgrader_meta(cell)
+            if meta.get("solution") and isinstance(meta.get("grade_id"), str):
+                answers[meta["grade_id"]] = str(cell.get("source", ""))
+    outcomes = {t.grade_id: t for t in result.tests}
+    for cell in notebook.cells:
+        meta = nbgrader_meta(cell)
+        grade_id = meta.get("grade_id")
+        if cell.cell_type != "code":
+            continue
+        cell.outputs, cell.execution_count = [], None
+        if meta.get("solution") and submission is not None:
+            cell.source = answers.get(grade_id, "# (This answer cell is missing from your "
+                                                "submission.)\n" + cell.source)
+            if grade_id in errors:
+                error = errors[grade_id]
+                cell.outputs = [_error_output(str(error.get("type")), str(error.get("message")),
+                                              str(error.get("traceback", "")))]
+        if grade_id in outcomes:
+            outcome = outcomes[grade_id]
+            cell.outputs = ([nbformat.v4.new_output("stream", name="stdout", text=(
+                f"Passed: {outcome.score:g} of {outcome.points:g} points.\n"))]
+                if outcome.message is None else [_error_output("Failed", outcome.message)])
+    notes = ([result.problem] if result.problem else []) + result.notes
+    if notes:  # notes quote learner-made text (cell labels, messages): escaped, never markup
+        notebook.cells.insert(0, nbformat.v4.new_markdown_cell(
+            "**Notes from the grader**\n\n" + "\n".join(
+                f"- {html.escape(note)}".replace("*", "&#42;").replace("`", "&#96;")
+                .replace("[", "&#91;").replace("_", "&#95;") for note in notes)))
+    return notebook
+
+
+# --- as HTML -----------------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=1)
 def _exporter():

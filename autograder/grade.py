@@ -33,7 +33,7 @@ from pathlib import Path
 
 import nbformat
 
-from autograder import SCORER_FILES
+from autograder import grader_files
 from autograder.sandbox import Limits, bwrap_problem
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -48,8 +48,9 @@ def gradebook_url(root: Path) -> str:
 class Course:
     """Where things are, for the repository or a scratch copy of it (``--root``)."""
 
-    def __init__(self, root: Path, assignment: str):
+    def __init__(self, root: Path, assignment: str, *, grader: Path = REPOSITORY):
         self.root, self.assignment = root, assignment
+        self.grader = grader  # the folder holding the grader's code (autograder/, convcourse/)
         self.source = root / "solutions" / assignment
         self.release = root / "notebooks" / assignment
         self.work = root / "autograder"
@@ -62,13 +63,15 @@ class Course:
         return self.work / kind / student / self.assignment
 
     def fingerprint(self) -> str:
-        """What a grade depends on besides the submission: the tests and the grader."""
+        """What a grade depends on besides the submission: the tests and the grader (every
+        file of :func:`autograder.grader_files`; not the book's figures)."""
         digest = hashlib.sha256()
-        files = [*sorted(self.source.glob("*.ipynb")), *sorted(self.release.glob("*.ipynb")),
-                 *(REPOSITORY / "autograder" / name for name in SCORER_FILES),
-                 *sorted((REPOSITORY / "convcourse").glob("*.py"))]
-        for path in files:
-            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+        files = {f"{kind}/{path.name}": path for kind, folder in (("source", self.source),
+                                                                  ("release", self.release))
+                 for path in sorted(folder.glob("*.ipynb"))}
+        files |= grader_files(self.grader)
+        for name, path in files.items():
+            digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
         return digest.hexdigest()
 
 
@@ -159,7 +162,7 @@ def ensure_gradebook(course: Course) -> None:
     generate_assignment records them, releasing into a scratch folder, not notebooks/)."""
     from nbgrader.api import Gradebook
 
-    from autograder.score import grade_cells, nbgrader_meta
+    from autograder.notebook import grade_cells, nbgrader_meta
 
     wanted = {(path.stem, nbgrader_meta(c)["grade_id"], float(nbgrader_meta(c)["points"]))
               for path in course.source.glob("*.ipynb")
@@ -172,7 +175,7 @@ def ensure_gradebook(course: Course) -> None:
                      for nb in assignment.notebooks for cell in nb.grade_cells}
         if known == wanted:
             return
-    except Exception:  # noqa: BLE001  (no gradebook yet, or the assignment is not in it)
+    except Exception:  # noqa: BLE001, S110  (no gradebook yet, or the assignment is not in it)
         pass
     with tempfile.TemporaryDirectory() as scratch:
         result = nbgrader(course.root, "generate_assignment", course.assignment, "--force",

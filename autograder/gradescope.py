@@ -5,8 +5,10 @@ Build it (the instructor, in the repository)::
     python -m autograder.gradescope ASSIGNMENT [--root ROOT] [--unsafe]
 
 writes ``ROOT/autograder/dist/ASSIGNMENT-gradescope.zip``: Gradescope's ``setup.sh`` and
-``run_autograder`` at its root (from ``autograder/gradescope/``), the grader, ``convcourse/``,
-and that assignment's ``solutions/`` and ``notebooks/`` folders; nothing else.
+``run_autograder`` at its root (from ``autograder/gradescope/``), the grader (the Python files
+of ``autograder/`` and the parts of ``convcourse/`` that grading uses, found by walking the
+folders: :func:`autograder.grader_files`), and that assignment's ``solutions/`` and
+``notebooks/`` folders; nothing else.
 
 Gradescope unpacks it into ``/autograder/source`` and, for each submission, runs
 ``run_autograder``, which calls::
@@ -14,7 +16,7 @@ Gradescope unpacks it into ``/autograder/source`` and, for each submission, runs
     python -m autograder.gradescope ASSIGNMENT --grade [--unsafe]
 
 That finds the submitted notebook in ``$AUTOGRADER_ROOT/submission/`` (default ``/autograder``),
-grades it as ``make grade`` does (:func:`autograder.score.grade_notebook`: the learner's cells in
+grades it as ``make grade`` does (:func:`autograder.score.grade_submission`: the learner's cells in
 the bubblewrap sandbox, the instructor's tests here) and writes
 ``$AUTOGRADER_ROOT/results/results.json`` in Gradescope's format: the score, a summary, and one
 entry per graded test cell, shown only after grades are published when the cell holds hidden
@@ -35,11 +37,9 @@ import traceback
 import zipfile
 from pathlib import Path
 
-from autograder import SCORER_FILES
+from autograder import grader_files
 
 REPOSITORY = Path(__file__).resolve().parents[1]
-#: The grader's files that go into the zip: the scorer with its sandbox, and this file.
-GRADER_FILES = ("__init__.py", *SCORER_FILES, "gradescope.py")
 #: Gradescope's two files, kept as templates beside this module.
 TEMPLATES = "autograder/gradescope"
 EXECUTABLE = {"setup.sh", "run_autograder"}
@@ -66,8 +66,8 @@ def _tree(folder: Path) -> list[Path]:
 def bundle_files(root: Path, assignment: str) -> dict[str, Path]:
     """What the zip holds: its path in the zip -> the file in ``root``."""
     files = {name: root / TEMPLATES / name for name in sorted(EXECUTABLE)}
-    files |= {f"autograder/{name}": root / "autograder" / name for name in GRADER_FILES}
-    for folder in ("convcourse", f"solutions/{assignment}", f"notebooks/{assignment}"):
+    files |= grader_files(root)
+    for folder in (f"solutions/{assignment}", f"notebooks/{assignment}"):
         if not (root / folder).is_dir():
             raise SystemExit(f"{root / folder} is missing: is {assignment!r} an assignment of "
                              f"the course in {root}?")
@@ -119,7 +119,7 @@ def _summary(cell) -> str:
 def test_entries(result, source, release) -> list[dict]:
     """Gradescope's entries for one notebook's test cells: names from the released notebook
     (the learner has seen them), visibility from the source (where the hidden tests are)."""
-    from autograder.score import hidden_test_lines, nbgrader_meta
+    from autograder.notebook import hidden_test_lines, nbgrader_meta
 
     hidden = {nbgrader_meta(c).get("grade_id") for c in source.cells if hidden_test_lines(c)}
     summaries = {nbgrader_meta(c).get("grade_id"): _summary(c) for c in release.cells

@@ -39,5 +39,5 @@ c.Execute.timeout = 600
 # (change it to your LMS's naming).
 c.ZipCollectApp.downloaded_directory = "autograder/downloaded"
 c.FileNameCollectorPlugin.named_regexp = (
-    r"^(?:.*/)?(?P<student_id>[A-Za-z0-9.@+-]+)[/_](?:[^/]*_)?(?P<file_id>[^/_]+\.ipynb)$"
+    r"^(?:.*/)?(?P<student_id>[A-Za-z0-9.@+-]+)(?:/|_(?:[^/]*_)?)(?P<file_id>[^/_]+\.ipynb)$"
 )

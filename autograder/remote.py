@@ -1,11 +1,16 @@
 """Stand-ins, on the grader's side, for the functions and classes a learner defined.
 
 The tests run here, in the trusted grader, exactly as written in the instructor's notebook;
-each call of a learner's function becomes a request to the sandbox, and what comes back is
-plain data (:mod:`autograder.wire`). Gradients flow back through :class:`_Bridge`, a module's
+each call of a learner's function becomes a request through the notebook's session
+(:class:`autograder.session.Session`, which runs the sandbox), and what comes back is plain
+data (:mod:`autograder.sandboxed.wire`). Gradients flow back through :class:`_Bridge`, a module's
 parameters live here and travel with each forward call, and a library convolution the
 sandbox saw is reported to the grader's own guard. A learner's exception is raised again
 under its own name, as a subclass of the nearest built-in exception.
+
+Every stand-in talks through one object, its ``session``: anything with
+``session.request(header, arrays) -> (reply, arrays)`` (the grader's is a Session; the tests
+use fakes).
 """
 
 from __future__ import annotations
@@ -15,11 +20,12 @@ import builtins
 import torch
 from torch import nn
 
-from autograder import wire
+from autograder.sandboxed import wire
 from convcourse.grading.guard import report_library_convolutions
 
 
-def _trusted_tensor(array, node: dict) -> torch.Tensor:
+def trusted_tensor(array, node: dict) -> torch.Tensor:
+    """A tensor from the sandbox, rebuilt here from its array (none: a meta tensor)."""
     dtype = wire.dtype_of(node)
     if array is None:
         return torch.empty([int(n) for n in node["shape"]], dtype=dtype, device="meta")
@@ -45,7 +51,7 @@ def learner_exception(error: dict) -> Exception:
     return exception
 
 
-def remote_call(channel, header: dict, args=(), kwargs=None, *, state=None, rng=False):
+def remote_call(session, header: dict, args=(), kwargs=None, *, state=None, rng=False):
     """Send one request with its arguments; return the learner's result as trusted values."""
     encoder = wire.Encoder(strict=True)
     header = {**header, "args": encoder(list(args)), "kwargs": encoder(dict(kwargs or {}))}
@@ -53,17 +59,17 @@ def remote_call(channel, header: dict, args=(), kwargs=None, *, state=None, rng=
         header["state"] = encoder(state)
     if rng:
         header["rng"] = encoder(torch.get_rng_state())
-    reply, arrays = channel.request(header, encoder.arrays)
-    return _result(channel, reply, arrays, encoder.grad_leaves)
+    reply, arrays = session.request(header, encoder.arrays)
+    return _result(session, reply, arrays, encoder.grad_leaves)
 
 
-def _result(channel, reply: dict, arrays: dict, leaves: list):
+def _result(session, reply: dict, arrays: dict, leaves: list):
     if reply.get("library"):
         report_library_convolutions([str(name) for name in reply["library"]][:5])
     if not reply.get("ok"):
         raise learner_exception(reply.get("error") or {})
-    decoder = wire.Decoder(arrays, make_tensor=_trusted_tensor,
-                           make_module=lambda node, dec: RemoteModule.mirror(channel, node, dec))
+    decoder = wire.Decoder(arrays, make_tensor=trusted_tensor,
+                           make_module=lambda node, dec: RemoteModule.mirror(session, node, dec))
     try:
         value = decoder(reply.get("value"))
         if "rng" in reply:
@@ -73,7 +79,7 @@ def _result(channel, reply: dict, arrays: dict, leaves: list):
     except Exception as error:  # noqa: BLE001  (plain data that makes no sense)
         raise wire.WireError(f"the sandbox's answer could not be read: {error}") from None
     if "graph" in reply and isinstance(value, torch.Tensor) and leaves:
-        return _Bridge.apply(channel, int(reply["graph"]), value, *leaves)
+        return _Bridge.apply(session, int(reply["graph"]), value, *leaves)
     return value
 
 
@@ -82,8 +88,8 @@ class _Bridge(torch.autograd.Function):
     sandbox to backpropagate through the learner's own graph."""
 
     @staticmethod
-    def forward(ctx, channel, graph, value, *leaves):
-        ctx.channel, ctx.graph = channel, graph
+    def forward(ctx, session, graph, value, *leaves):
+        ctx.session, ctx.graph = session, graph
         return value.clone()
 
     @staticmethod
@@ -91,24 +97,24 @@ class _Bridge(torch.autograd.Function):
         encoder = wire.Encoder(strict=True)
         header = {"op": "backward", "graph": ctx.graph, "subject": "a backward pass",
                   "grad_output": encoder(grad_output)}
-        reply, arrays = ctx.channel.request(header, encoder.arrays)
-        grads = _result(ctx.channel, reply, arrays, [])
+        reply, arrays = ctx.session.request(header, encoder.arrays)
+        grads = _result(ctx.session, reply, arrays, [])
         return (None, None, None, *grads)
 
 
 class RemoteFunction:
     """A learner's function, called in the sandbox."""
 
-    def __init__(self, channel, name: str):
-        self._channel = channel
+    def __init__(self, session, name: str):
+        self._session = session
         self.__name__ = self.__qualname__ = name
 
     def __call__(self, *args, **kwargs):
-        return remote_call(self._channel, {"op": "call", "name": self.__name__}, args, kwargs)
+        return remote_call(self._session, {"op": "call", "name": self.__name__}, args, kwargs)
 
     def python_lines(self, *args, **kwargs) -> int:
         """Lines of learner Python one call runs, counted in the sandbox (see convcourse)."""
-        count = remote_call(self._channel, {"op": "call", "name": self.__name__,
+        count = remote_call(self._session, {"op": "call", "name": self.__name__,
                                             "count_lines": True}, args, kwargs)
         if type(count) is not int:
             raise wire.WireError("the sandbox's line count is not a number")
@@ -123,7 +129,7 @@ class RemoteClass(RemoteFunction):
     random state, so that seeded initial values are the ones the tests expect."""
 
     def __call__(self, *args, **kwargs):
-        return remote_call(self._channel, {"op": "call", "name": self.__name__}, args, kwargs,
+        return remote_call(self._session, {"op": "call", "name": self.__name__}, args, kwargs,
                            rng=True)
 
     def __repr__(self) -> str:
@@ -135,10 +141,10 @@ class RemoteModule(nn.Module):
     plain attributes; ``forward`` sends the current parameters with the input."""
 
     @classmethod
-    def mirror(cls, channel, node: dict, decoder) -> RemoteModule:
+    def mirror(cls, session, node: dict, decoder) -> RemoteModule:
         kind = type(str(node.get("type", "Module"))[:100] or "Module", (cls,), {})
         module = kind()
-        module._channel, module._handle = channel, int(node["$module"])
+        module._session, module._handle = session, int(node["$module"])
         for role, name, tensor_node in node.get("state", []):
             *path, leaf = str(name).split(".")
             owner = module
@@ -162,7 +168,7 @@ class RemoteModule(nn.Module):
     def forward(self, *args, **kwargs):
         state = dict(self.named_parameters())
         state.update(self.named_buffers())
-        return remote_call(self._channel, {"op": "module_call", "module": self._handle,
+        return remote_call(self._session, {"op": "module_call", "module": self._handle,
                                             "subject": type(self).__name__}, args,
                            kwargs, state=state)
 

@@ -1,11 +1,12 @@
 """The bubblewrap sandbox in which a learner's code runs, and nothing else does.
 
-Inside: a read-only system and Python environment, the shared ``convcourse`` package, the
-runner, a private ``/tmp`` and home of bounded size, no network, its own process tree, and
-limits on CPU time, memory, processes, file size and open files. Not inside: the repository
-(``solutions/``, hidden tests, ``autograder/`` with the gradebook, other learners' folders).
-The grader talks to it through two pipes, with deadlines: a call that does not answer in
-time is killed with the whole sandbox.
+Inside: a read-only system and Python environment, the parts of the shared ``convcourse``
+package that grading uses (not the book's figures), the folder ``autograder/sandboxed/``
+(mounted read-only as ``/grader``: the runner and what it needs), a private ``/tmp`` and home of
+bounded size, no network, its own process tree, and limits on CPU time, memory, processes,
+file size and open files. Not inside: the rest of the repository (``solutions/``, hidden tests,
+the grader and its gradebook, other learners' folders). The grader talks to it through two
+pipes, with deadlines: a call that does not answer in time is killed with the whole sandbox.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from autograder import wire
+from autograder import CONVCOURSE_PARTS, SANDBOXED
+from autograder.sandboxed import wire
 
-HERE = Path(__file__).resolve().parent
+#: Where the sandbox sees the folder autograder/sandboxed/.
+INSIDE = Path("/grader")
 #: Sandboxed processes run as UID_BASE + worker slot, so each one's process limit is its own.
 UID_BASE = 61000
 
@@ -65,7 +68,7 @@ def bwrap_problem() -> str | None:
         return ("bubblewrap (bwrap) is not installed: install the Debian package 'bubblewrap' "
                 "(apt-get install bubblewrap)")
     try:
-        probe = subprocess.run([*_bwrap_command(0), "--", sys.executable, "-I", "-c", "pass"],
+        probe = subprocess.run([*bwrap_command(0), "--", sys.executable, "-I", "-c", "pass"],
                                capture_output=True, text=True, timeout=60, check=False)
     except (OSError, subprocess.TimeoutExpired) as error:
         return f"bubblewrap could not start: {error}"
@@ -74,18 +77,21 @@ def bwrap_problem() -> str | None:
     return None
 
 
-def _convcourse_dir() -> Path:
+def convcourse_dir() -> Path:
+    """The folder of the shared package, as this Python imports it."""
     import convcourse
 
     return Path(convcourse.__file__).resolve().parent
 
 
-def _bound_paths() -> list[Path]:
-    """What the sandbox sees of this machine besides /usr and /etc: the Python installation,
-    the environment's packages and the shared convcourse package."""
-    paths = [Path(sys.base_prefix), Path(sys.prefix), Path(sys.exec_prefix), _convcourse_dir()]
+def bound_paths() -> list[Path]:
+    """What the sandbox sees of this machine besides /usr and /etc, at the same paths: the
+    Python installation, the environment's packages and the parts of the shared convcourse
+    package that grading uses."""
+    paths = [Path(sys.base_prefix), Path(sys.prefix), Path(sys.exec_prefix),
+             *(convcourse_dir() / part for part in CONVCOURSE_PARTS)]
     kept: list[Path] = []
-    for path in sorted({p.resolve() for p in paths}, key=lambda p: len(p.parts)):
+    for path in sorted({p.resolve() for p in paths}, key=lambda p: (len(p.parts), str(p))):
         if path.parts[:2] == ("/", "usr") or any(path.is_relative_to(k) for k in kept):
             continue
         kept.append(path)
@@ -94,19 +100,20 @@ def _bound_paths() -> list[Path]:
 
 #: Packages that the learner's code cannot import in the sandbox: their functions are library
 #: convolutions (SciPy's correlate and convolve), and a function bound to one at import would
-#: escape any watch in the learner's own process. Each is covered by ``absent/``.
+#: escape any watch in the learner's own process. Each is covered by ``sandboxed/absent/``.
 ABSENT_PACKAGES = ("scipy",)
 
 
-def _absent_package_dirs() -> list[Path]:
+def absent_package_dirs() -> list[Path]:
     """Where the sandbox could find an absent package: the environment, the Python install
     and the system's Python packages under /usr."""
-    roots = [*_bound_paths(), Path("/usr"), Path("/usr/local")]
+    roots = [*bound_paths(), Path("/usr"), Path("/usr/local")]
     return sorted({found for root in roots for name in ABSENT_PACKAGES
                    for found in root.glob(f"lib/python3*/*-packages/{name}") if found.is_dir()})
 
 
-def _bwrap_command(slot: int, limits: Limits | None = None) -> list[str]:
+def bwrap_command(slot: int, limits: Limits | None = None) -> list[str]:
+    """The bwrap command line (up to the program it runs) for the worker ``slot``."""
     limits = limits or Limits()
     command = ["bwrap", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
                "--unshare-cgroup-try", "--die-with-parent", "--new-session",
@@ -125,18 +132,16 @@ def _bwrap_command(slot: int, limits: Limits | None = None) -> list[str]:
                 "--perms", "0755", "--dir", "/home",
                 "--perms", "0777", "--size", str(limits.file_bytes), "--tmpfs", "/home/learner"]
     made: set[Path] = {Path("/"), Path("/tmp"), Path("/home")}
-    for path in [*_bound_paths(), Path("/grader/runner.py")]:
+    for path in [*bound_paths(), INSIDE]:
         for parent in reversed(path.parents):
             if parent not in made and not parent.is_relative_to("/usr"):
                 command += ["--perms", "0755", "--dir", str(parent)]
                 made.add(parent)
-    for path in _bound_paths():
+    for path in bound_paths():
         command += ["--ro-bind", str(path), str(path)]
-    for path in _absent_package_dirs():
-        command += ["--ro-bind", str(HERE / "absent"), str(path)]
-    command += ["--ro-bind", str(HERE / "runner.py"), "/grader/runner.py",
-                "--ro-bind", str(HERE / "seal.py"), "/grader/seal.py",
-                "--ro-bind", str(Path(wire.__file__).resolve()), "/grader/wire.py",
+    for path in absent_package_dirs():
+        command += ["--ro-bind", str(SANDBOXED / "absent"), str(path)]
+    command += ["--ro-bind", str(SANDBOXED), str(INSIDE),
                 "--chdir", "/home/learner", "--clearenv"]
     for name, value in {"HOME": "/home/learner", "PATH": "/usr/local/bin:/usr/bin:/bin",
                         "LANG": "C.UTF-8", "TMPDIR": "/tmp", "MPLBACKEND": "Agg",
@@ -151,8 +156,25 @@ def _bwrap_command(slot: int, limits: Limits | None = None) -> list[str]:
     return command
 
 
+def runner_limits(slot: int, limits: Limits, *, isolated: bool) -> dict:
+    """What the runner applies to itself before it runs any learner code (see its
+    ``limit_myself``): the user to become, and resource limits (0: not limited)."""
+    root = os.getuid() == 0
+    return {
+        "uid": UID_BASE + slot if root and isolated else -1,
+        "alone": isolated,  # in a process namespace of its own
+        # as a normal user the process limit would count all of the user's processes
+        "RLIMIT_NPROC": limits.processes if root else 0,
+        "RLIMIT_CPU": limits.cpu_seconds, "RLIMIT_DATA": limits.memory_bytes,
+        "RLIMIT_FSIZE": limits.file_bytes, "RLIMIT_CORE": 0, "RLIMIT_NOFILE": 256,
+        # where convcourse is, for an environment that has it on PYTHONPATH only
+        "sys_path": [str(convcourse_dir().parent)],
+    }
+
+
 class Sandbox:
-    """One sandboxed runner process: started, asked, killed."""
+    """One sandboxed runner process: started, asked (:meth:`ask`), killed. The session of
+    one notebook (autograder/session.py) starts one, and another after a death."""
 
     def __init__(self, slot: int, limits: Limits, *, isolated: bool = True):
         self.slot, self.limits, self.isolated = slot, limits, isolated
@@ -163,23 +185,13 @@ class Sandbox:
     def start(self) -> None:
         to_child, self.requests = os.pipe()
         self.replies, from_child = os.pipe()
-        root = os.getuid() == 0
-        limits = {  # the runner applies them to itself before it runs any learner code
-            "uid": UID_BASE + self.slot if root and self.isolated else -1,
-            "alone": self.isolated,  # in a process namespace of its own
-            # as a normal user the process limit would count all of the user's processes
-            "RLIMIT_NPROC": self.limits.processes if root else 0,
-            "RLIMIT_CPU": self.limits.cpu_seconds, "RLIMIT_DATA": self.limits.memory_bytes,
-            "RLIMIT_FSIZE": self.limits.file_bytes, "RLIMIT_CORE": 0, "RLIMIT_NOFILE": 256,
-            # where convcourse is, for an environment that has it on PYTHONPATH only
-            "sys_path": [str(_convcourse_dir().parent)],
-        }
         # Without isolation (the instructor's explicit choice) only the process and its limits
         # stand between the learner's code and this machine.
-        prefix = _bwrap_command(self.slot, self.limits) if self.isolated else []
-        runner = "/grader/runner.py" if self.isolated else str(HERE / "runner.py")
-        command = [*prefix, sys.executable, "-I", runner, str(to_child), str(from_child),
-                   json.dumps(limits)]
+        prefix = bwrap_command(self.slot, self.limits) if self.isolated else []
+        folder = INSIDE if self.isolated else SANDBOXED
+        limits = runner_limits(self.slot, self.limits, isolated=self.isolated)
+        command = [*prefix, sys.executable, "-I", str(folder / "runner.py"), str(to_child),
+                   str(from_child), json.dumps(limits)]
         self.process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             pass_fds=(to_child, from_child))
@@ -217,7 +229,8 @@ class Sandbox:
     def receive(self, *, deadline: float) -> tuple[dict, dict]:
         return wire.receive(lambda size: self._read(size, deadline))
 
-    def request(self, header: dict, arrays=(), *, timeout: float) -> tuple[dict, dict]:
+    def ask(self, header: dict, arrays=(), *, timeout: float) -> tuple[dict, dict]:
+        """Send one request and wait for its reply, for ``timeout`` seconds at most."""
         deadline = time.monotonic() + timeout
         self.send(header, arrays, deadline=deadline)
         return self.receive(deadline=deadline)

@@ -1,24 +1,26 @@
 """`make bench`: the reference solutions' speed against F.conv2d, measured in one run.
 
 For each shape (the book's three worked examples, the design's CIFAR-like and ResNet-like
-layers) it times F.conv2d, the reference conv2d_numpy and the reference conv2d_torch, and prints
-their medians and ratios to F.conv2d; on CUDA too when a GPU is present. The reference
-implementations come from solutions/ (the instructor's notebooks). Targets (design): on CPU,
-conv2d_numpy <= 2.5x and conv2d_torch <= 1.5x F.conv2d.
+layers) it times F.conv2d and the solutions' implementations, taken in turn in the same run,
+and prints their medians and ratios to F.conv2d; on CUDA too when a GPU is present. The
+implementations come from solutions/ (the instructor's notebooks). Each notebook has a model
+answer, the clear version learners read (conv2d_numpy, conv2d_torch), and beside it a version
+arranged for speed (conv2d_numpy_fast, conv2d_torch_fast): the targets (design) are for the
+fast ones, on CPU conv2d_numpy_fast <= 2.5x and conv2d_torch_fast <= 1.5x F.conv2d. The model
+answers are shown in a second table, without a target.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from course import SOLUTIONS, definitions
 
+from convcourse.grading.timing import medians
 from convcourse.reference import exact_float32
 
 # name: (x shape, out_channels, kernel_size, stride, padding, dilation)
@@ -34,23 +36,18 @@ TARGETS = {"conv2d_numpy": 2.5, "conv2d_torch": 1.5}
 TARGETED = ("CIFAR-like", "ResNet-like")
 
 
-def median_seconds(fn: Callable, args: tuple, kwargs: dict, *, repeats: int,
-                   sync: Callable[[], None]) -> float:
-    """Median wall time of ``fn(*args, **kwargs)`` over ``repeats`` calls, after two warm-ups."""
-    for _ in range(2):
-        fn(*args, **kwargs)
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn(*args, **kwargs)
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+#: label: (notebook, function, its kind of inputs); the fast versions, which the targets are for.
+FAST = {"conv2d_numpy": ("02-numpy/conv2d-numpy.ipynb", "conv2d_numpy_fast", "numpy"),
+        "conv2d_torch": ("03-torch/conv2d-torch.ipynb", "conv2d_torch_fast", "torch")}
+#: The model answers: clear, not tuned for speed.
+ANSWERS = {"conv2d_numpy": ("02-numpy/conv2d-numpy.ipynb", "conv2d_numpy", "numpy"),
+           "conv2d_torch": ("03-torch/conv2d-torch.ipynb", "conv2d_torch", "torch")}
 
 
 def bench(repeats: int, shapes: dict, device: str, implementations: dict) -> list[dict]:
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    """One row per shape: median seconds of F.conv2d and of each implementation (label:
+    ``(fn, kind)``), all timed in turn in the same rounds."""
+    sync = torch.cuda.synchronize if device == "cuda" else None
     generator = torch.Generator().manual_seed(0)
     rows = []
     for name, (x_shape, c_out, k, s, p, d) in shapes.items():
@@ -58,34 +55,44 @@ def bench(repeats: int, shapes: dict, device: str, implementations: dict) -> lis
         weight = torch.randn(c_out, x_shape[1], k, k, generator=generator).to(device)
         bias = torch.randn(c_out, generator=generator).to(device)
         args = {"stride": s, "padding": p, "dilation": d}
-        row = {"shape": name, "device": device}
         tensors = (x, weight, bias)
         arrays = tuple(t.cpu().numpy() for t in tensors)
-        timing = {"repeats": repeats, "sync": sync}
+        calls = {"F.conv2d": partial(F.conv2d, *tensors, **args)}
+        for label, (fn, kind) in implementations.items():
+            if kind == "numpy" and device != "cpu":
+                continue  # NumPy runs on the CPU only
+            inputs = arrays if kind == "numpy" else tensors
+            calls[label] = partial(fn, *inputs, **args)
         with torch.no_grad(), exact_float32():
-            row["F.conv2d"] = median_seconds(F.conv2d, tensors, args, **timing)
-            for label, fn in implementations.items():
-                if label == "conv2d_numpy" and device != "cpu":
-                    continue  # NumPy runs on the CPU only
-                inputs = arrays if label == "conv2d_numpy" else tensors
-                row[label] = median_seconds(fn, inputs, args, **timing)
-        rows.append(row)
+            seconds = medians(calls, repeats=repeats, warmups=2, sync=sync)
+        rows.append({"shape": name, "device": device, **seconds})
     return rows
 
 
-def report(rows: list[dict]) -> None:
-    labels = ["F.conv2d", *TARGETS]
-    print(f"{'shape':42} {'device':6} " + " ".join(f"{label:>14}" for label in labels)
-          + "   ratios to F.conv2d (target)")
+def report(rows: list[dict], labels: list[str], names: dict[str, str], *, targets: bool,
+           indent: str = "") -> None:
+    """A table of ``rows``: a column of milliseconds per label (headed ``names[label]``), then
+    each label's ratio to F.conv2d, and its target where one is set."""
+    print(f"{indent}{'shape':42} {'device':6} "
+          + " ".join(f"{names.get(label, label):>17}" for label in labels)
+          + "   ratios to F.conv2d" + (" (target)" if targets else ""))
     for row in rows:
-        times = " ".join(f"{row[label] * 1e3:11.2f} ms" if label in row else f"{'-':>14}"
+        times = " ".join(f"{row[label] * 1e3:14.2f} ms" if label in row else f"{'-':>17}"
                          for label in labels)
         ratios = ", ".join(
             f"{label.removeprefix('conv2d_')} {row[label] / row['F.conv2d']:.2f}x"
-            + (f" (<= {TARGETS[label]}x)"
-               if row["device"] == "cpu" and row["shape"].startswith(TARGETED) else "")
+            + (f" (<= {TARGETS[label]}x)" if targets and row["device"] == "cpu"
+               and row["shape"].startswith(TARGETED) else "")
             for label in TARGETS if label in row)
-        print(f"{row['shape']:42} {row['device']:6} {times}   {ratios}")
+        print(f"{indent}{row['shape']:42} {row['device']:6} {times}   {ratios}")
+
+
+def load(functions: dict) -> dict:
+    """label: (fn, kind) for each label: (notebook, function, kind) of ``functions``."""
+    notebooks = {notebook: definitions(SOLUTIONS / notebook) for notebook, _, _ in
+                 functions.values()}
+    return {label: (notebooks[notebook][name], kind)
+            for label, (notebook, name, kind) in functions.items()}
 
 
 def main() -> None:
@@ -94,10 +101,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="worked examples only, 3 repeats: a smoke test, not a measurement")
     options = parser.parse_args()
-    numpy_solution = definitions(SOLUTIONS / "02-numpy" / "conv2d-numpy.ipynb")
-    torch_solution = definitions(SOLUTIONS / "03-torch" / "conv2d-torch.ipynb")
-    implementations = {"conv2d_numpy": numpy_solution["conv2d_numpy"],
-                       "conv2d_torch": torch_solution["conv2d_torch"]}
+    fast, answers = load(FAST), load(ANSWERS)
+    implementations = {**fast, **{f"answer {label}": fn for label, fn in answers.items()}}
     shapes = {k: v for k, v in SHAPES.items() if k.startswith("example")} if options.quick \
         else SHAPES
     repeats = 3 if options.quick else options.repeats
@@ -107,7 +112,13 @@ def main() -> None:
     if torch.cuda.is_available():
         print(f"CUDA: {torch.cuda.get_device_name()} (TF32 off)")
         rows += bench(repeats, shapes, "cuda", implementations)
-    report(rows)
+    print("The versions arranged for speed, which the targets are for:")
+    report(rows, ["F.conv2d", *FAST], {label: FAST[label][1] for label in FAST}, targets=True)
+    print("The model answers (the clear versions learners read; no target), same run:")
+    answer_rows = [{"shape": row["shape"], "device": row["device"], "F.conv2d": row["F.conv2d"],
+                    **{label: row[f"answer {label}"] for label in ANSWERS
+                       if f"answer {label}" in row}} for row in rows]
+    report(answer_rows, ["F.conv2d", *ANSWERS], {}, targets=False, indent="  ")
 
 
 if __name__ == "__main__":

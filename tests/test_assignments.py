@@ -9,6 +9,9 @@ import nbformat
 import pytest
 from course import NOTEBOOKS, SOLUTIONS, ScratchCourse, answer_cells, assignments, nbgrader
 
+# real nbgrader runs on scratch courses
+pytestmark = pytest.mark.slow
+
 ASSIGNMENTS = assignments()
 REGION = re.compile(r"### BEGIN (SOLUTION|HIDDEN TESTS)(.*?)### END \1", re.S)
 

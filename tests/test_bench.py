@@ -5,6 +5,9 @@ import re
 import pytest
 from conftest import make
 
+#: `make bench` grades a class with `make grade`, in the sandbox, and times it.
+pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
+
 
 @pytest.fixture(scope="module")
 def quick_bench() -> str:

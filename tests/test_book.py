@@ -10,6 +10,9 @@ from bs4 import BeautifulSoup
 from conftest import toc_pages
 from torch import nn
 
+# every test here reads the one strict build of the book
+pytestmark = pytest.mark.book
+
 PAGES = toc_pages()
 
 

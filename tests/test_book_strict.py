@@ -9,6 +9,9 @@ import shutil
 import pytest
 from conftest import BOOK, make, toc_pages
 
+# each test runs `make book` on a scratch book or the real one
+pytestmark = [pytest.mark.book, pytest.mark.slow]
+
 HEADER = """---
 jupytext:
   text_representation:

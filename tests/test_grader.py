@@ -22,6 +22,9 @@ import pytest
 from course import NOTEBOOKS, ROOT, SOLUTIONS
 from nbgrader.api import Gradebook
 
+#: Every test here runs `make grade` on a small class; all but one in the sandbox (marked).
+pytestmark = pytest.mark.slow
+
 ASSIGNMENT = "01-shapes"  # the quickest notebook to grade
 NOTEBOOK = "shapes"
 
@@ -75,6 +78,7 @@ def graded(tmp_path_factory):
     return root, run
 
 
+@pytest.mark.sandbox
 def test_one_command_grades_the_class_into_csv_gradebook_and_feedback(graded):
     root, run = graded
     full = sum(c.metadata["nbgrader"]["points"] for c in nbformat.read(
@@ -92,6 +96,7 @@ def test_one_command_grades_the_class_into_csv_gradebook_and_feedback(graded):
     assert "Graded 3 submissions" in run.stdout and "Mean score" in run.stdout
 
 
+@pytest.mark.sandbox
 def test_grading_the_same_batch_again_reuses_the_grades(graded, tmp_path):
     root, _ = graded
     before = {s: result_file(root, s).stat().st_mtime_ns for s in ("ada", "bo", "cy")}
@@ -101,6 +106,7 @@ def test_grading_the_same_batch_again_reuses_the_grades(graded, tmp_path):
     assert grades_csv(root)["ada"][0] == grades_csv(root)["ada"][1]
 
 
+@pytest.mark.sandbox
 def test_plain_nbgrader_commands_work_from_the_repository_root(graded, tmp_path):
     """The environment carries the course's nbgrader config: no JUPYTER_CONFIG_PATH needed."""
     root, _ = graded
@@ -121,6 +127,7 @@ def test_plain_nbgrader_commands_work_from_the_repository_root(graded, tmp_path)
     assert feedback.returncode == 0, feedback.stderr[-2000:]
 
 
+@pytest.mark.sandbox
 def test_an_interrupted_run_keeps_what_was_graded_and_the_next_run_finishes(tmp_path):
     root = scratch_root(tmp_path)
     learners = {f"l{i}": "solved" for i in range(4)}
@@ -142,6 +149,7 @@ def test_an_interrupted_run_keeps_what_was_graded_and_the_next_run_finishes(tmp_
     assert set(grades_csv(root)) == set(learners)
 
 
+@pytest.mark.sandbox
 def test_an_lms_zip_is_unpacked_by_nbgrader_zip_collect(tmp_path):
     root = scratch_root(tmp_path)
     archive = tmp_path / "download.zip"
@@ -172,6 +180,7 @@ def test_without_bubblewrap_it_refuses_unless_told_to_run_unsafe(tmp_path):
     assert graded["score"] == graded["max_score"]
 
 
+@pytest.mark.sandbox
 def test_a_learner_folder_with_an_unusable_name_is_reported_not_graded(tmp_path):
     root = scratch_root(tmp_path)
     submissions = class_folder(tmp_path, {"ada": "solved"})
@@ -182,6 +191,7 @@ def test_a_learner_folder_with_an_unusable_name_is_reported_not_graded(tmp_path)
     assert set(grades_csv(root)) == {"ada"}
 
 
+@pytest.mark.sandbox
 def test_nbgraders_own_layout_is_graded_under_the_students_name(tmp_path):
     """<student>/<assignment>/<notebook>.ipynb, as nbgrader's submitted/ folder has it."""
     root = scratch_root(tmp_path)

@@ -41,8 +41,8 @@ from hostile.corpus import (
 )
 from nbgrader.api import Gradebook
 
-from autograder import wire
-from autograder.score import grade_cells, hidden_test_lines, nbgrader_meta
+from autograder.notebook import grade_cells, hidden_test_lines, nbgrader_meta
+from autograder.sandboxed import wire
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 LIMITS = ["--call-timeout", "5", "--cells-timeout", "15"]  # small: hanging entries cost little

@@ -18,8 +18,8 @@ import nbformat
 import pytest
 from course import NOTEBOOKS, ROOT, SOLUTIONS
 
-from autograder.gradescope import GRADER_FILES, ZIP_TIME
-from autograder.score import choose_notebook, grade_cells, hidden_test_lines, nbgrader_meta
+from autograder.gradescope import ZIP_TIME, bundle_files
+from autograder.notebook import grade_cells, hidden_test_lines, nbgrader_meta
 
 ASSIGNMENT = "02-numpy"
 NOTEBOOK = "conv2d-numpy.ipynb"
@@ -43,6 +43,22 @@ def hidden_cells_and_lines() -> tuple[set[str], list[str]]:
     return cells, lines
 
 
+def repository_files(*paths: str) -> set[str]:
+    """The repository's files under ``paths`` as git knows them (committed or new, not
+    ignored): the grader without its working folders, read independently of the grader."""
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard",
+                             "--", *paths], cwd=ROOT, capture_output=True, text=True,
+                            check=True).stdout.splitlines()
+    return {name for name in listed if (ROOT / name).is_file()}
+
+
+#: What the zip carries of the grader: the Python files of autograder/ and of the parts of
+#: convcourse/ that grading uses (not the book's figures).
+GRADER = {name for name in repository_files("autograder", "convcourse/__init__.py",
+                                            "convcourse/reference.py", "convcourse/grading")
+          if name.endswith(".py")}
+
+
 @pytest.fixture(scope="module")
 def scratch(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("gradescope")
@@ -52,15 +68,16 @@ def scratch(tmp_path_factory) -> Path:
 def course(scratch) -> Path:
     """A copy of what the zip needs, plus what it must leave out."""
     root = scratch / "course"
-    (root / "autograder").mkdir(parents=True)
-    for name in (*GRADER_FILES, "nbgrader_config.py"):
-        (root / "autograder" / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(ROOT / "autograder" / name, root / "autograder" / name)
-    for folder in ("autograder/gradescope", "convcourse", f"solutions/{ASSIGNMENT}",
+    for name in GRADER:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ROOT / name, root / name)
+    for folder in ("autograder/gradescope", "convcourse/figures", f"solutions/{ASSIGNMENT}",
                    f"notebooks/{ASSIGNMENT}", "solutions/01-shapes", "notebooks/01-shapes"):
         shutil.copytree(ROOT / folder, root / folder,
                         ignore=shutil.ignore_patterns("__pycache__"))
     decoys = ["autograder/gradebook.db", "tests/test_secret.py", "convcourse/__pycache__/x.pyc",
+              "autograder/submitted/ada/02-numpy/helper.py", "autograder/grades.csv",
+              "autograder/sandboxed/__pycache__/wire.cpython-311.pyc",
               f"solutions/{ASSIGNMENT}/.ipynb_checkpoints/conv2d-numpy-checkpoint.ipynb"]
     for decoy in decoys:
         (root / decoy).parent.mkdir(parents=True, exist_ok=True)
@@ -161,8 +178,7 @@ def check_results(results: dict) -> None:
 def test_the_zip_holds_the_grader_and_one_assignment_only(course, bundle):
     expected = {"setup.sh", "run_autograder", f"solutions/{ASSIGNMENT}/{NOTEBOOK}",
                 f"notebooks/{ASSIGNMENT}/{NOTEBOOK}"}
-    expected |= {f"autograder/{name}" for name in GRADER_FILES}
-    expected |= {f"convcourse/{p.name}" for p in (ROOT / "convcourse").glob("*.py")}
+    expected |= GRADER
     with zipfile.ZipFile(io.BytesIO(bundle)) as archive:
         entries = archive.infolist()
         script = archive.read("run_autograder").decode()
@@ -189,16 +205,20 @@ def test_setup_installs_bubblewrap_and_the_pinned_dependencies():
     assert "bubblewrap" in setup and '"nbformat' in setup and '"nbconvert' in setup
 
 
-def test_the_notebook_is_found_by_its_name_give_or_take_case_and_punctuation():
-    exact, copy, other = Path("a/conv2d-numpy.ipynb"), Path("Conv2d_NumPy (1).ipynb"), \
-        Path("homework.ipynb")
-    assert choose_notebook([copy, exact, other], NOTEBOOK, alone=True) == exact
-    assert choose_notebook([other, copy], NOTEBOOK, alone=True) == copy
-    assert choose_notebook([other], NOTEBOOK, alone=True) == other  # the only one submitted
-    assert choose_notebook([other], NOTEBOOK, alone=False) is None
-    assert choose_notebook([other, Path("scratch.ipynb")], NOTEBOOK, alone=True) is None
+def test_a_new_file_of_the_grader_goes_into_the_zip(course, tmp_path):
+    """The zip's grader is found by walking its folders: nothing to list by hand."""
+    copy = tmp_path / "course"
+    shutil.copytree(course, copy)
+    (copy / "autograder" / "sandboxed" / "helper.py").write_text("HELP = 1\n")
+    (copy / "convcourse" / "grading" / "more.py").write_text("MORE = 1\n")
+    files = bundle_files(copy, ASSIGNMENT)
+    assert {"autograder/sandboxed/helper.py", "convcourse/grading/more.py"} <= set(files)
+    assert set(files) - {"autograder/sandboxed/helper.py", "convcourse/grading/more.py"} == \
+        set(bundle_files(course, ASSIGNMENT))
 
 
+@pytest.mark.sandbox
+@pytest.mark.slow
 def test_the_solutions_under_another_name_and_folder_score_full_marks(autograder):
     done, results = run_autograder(autograder, {"work/Conv2d_NumPy (1).ipynb":
                                                 SOURCE.read_bytes()})
@@ -209,6 +229,8 @@ def test_the_solutions_under_another_name_and_folder_score_full_marks(autograder
     assert "WITHOUT" not in results["output"]
 
 
+@pytest.mark.sandbox
+@pytest.mark.slow
 def test_the_release_scores_zero_and_says_what_is_not_written(autograder):
     done, results = run_autograder(autograder, {NOTEBOOK: RELEASE.read_bytes()})
     assert done.returncode == 0, done.stdout + done.stderr
@@ -219,6 +241,7 @@ def test_the_release_scores_zero_and_says_what_is_not_written(autograder):
         in results["output"]
 
 
+@pytest.mark.sandbox
 def test_an_invalid_notebook_scores_zero_and_says_why(autograder):
     done, results = run_autograder(autograder, {NOTEBOOK: b'{"cells": [oops'})
     assert done.returncode == 0, done.stdout + done.stderr
@@ -227,6 +250,7 @@ def test_an_invalid_notebook_scores_zero_and_says_why(autograder):
     assert "is not a valid Jupyter notebook" in results["output"]
 
 
+@pytest.mark.sandbox
 def test_a_link_is_not_a_submission(autograder):
     """A learner's link to the solutions inside the autograder is not graded."""
     solutions = autograder / "source" / "solutions" / ASSIGNMENT / NOTEBOOK
@@ -244,6 +268,7 @@ def test_without_bubblewrap_it_refuses(autograder, no_bwrap):
     assert "not graded" in results["output"] and "bubblewrap" in results["output"]
 
 
+@pytest.mark.slow  # grades, unsandboxed
 def test_built_unsafe_it_grades_without_bubblewrap_and_says_so(unsafe_autograder, no_bwrap):
     done, results = run_autograder(unsafe_autograder, {NOTEBOOK: RELEASE.read_bytes()},
                                    path=no_bwrap)

@@ -9,6 +9,9 @@ import pytest
 from course import ScratchCourse, answer_cells
 from mistakes.corpus import MISTAKES, source
 
+# the whole mistake corpus graded by plain nbgrader (minutes)
+pytestmark = pytest.mark.slow
+
 NOTEBOOK = "conv2d-numpy"
 
 

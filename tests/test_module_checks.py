@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from convcourse.grading.cases import PADDED, SPECS, conv2d_cases
+from convcourse.grading.checks import NotWritten
 from convcourse.grading.module_checks import (
     check_conv2d_gradient_cases,
     check_conv2d_gradients,
@@ -202,6 +203,7 @@ def test_gradient_mistakes_are_named(fn, bias, sentence):
         check_conv2d_gradients(fn, X, WEIGHT, bias)
     assert sentence in str(failure.value)
     assert failure.value.__cause__ is None  # the learner sees the sentence, not a chain
+    assert isinstance(failure.value, NotWritten) == (fn is unwritten)
 
 
 def test_a_correct_conv2d_keeps_the_meta_device_on_every_case():
@@ -247,15 +249,17 @@ def test_device_mistakes_are_named_on_the_meta_device(fn, sentence):
     with pytest.raises(AssertionError) as failure:
         check_conv2d_meta(fn, X, WEIGHT, None, padding=1)
     assert sentence in str(failure.value)
+    assert isinstance(failure.value, NotWritten) == (fn is unwritten)
 
 
-def test_the_gradient_grid_counts_failures_and_shows_a_few():
+def test_the_gradient_grid_stops_at_the_third_failure_and_shows_those():
     with pytest.raises(AssertionError) as failure:
         check_conv2d_gradient_cases(bias_detached, CASES)
-    with_bias = sum(case.bias is not None for case in CASES)
+    run = [i for i, case in enumerate(CASES) if case.bias is not None][2] + 1
     message = str(failure.value)
-    assert message.startswith(f"the gradients of {with_bias} of {len(CASES)} cases are wrong")
-    assert message.count("\n- ") == 3 and "not connected to bias" in message
+    assert message.startswith(f"3 of the first {run} of {len(CASES)} gradient cases failed "
+                              f"(the other {len(CASES) - run} were not run):")
+    assert message.count("\n- ") == 3 and message.count("not connected to bias") == 3
 
 
 class WrongName(Correct):
@@ -406,14 +410,24 @@ def test_the_configurations_cover_the_grid_and_a_correct_layer_passes_them():
     check_scratch_conv2d_cases(Correct, configurations[::5])
 
 
-def test_a_failing_configuration_grid_counts_and_shows_a_few():
+def test_a_failing_configuration_grid_stops_at_the_third_failure_and_shows_those():
+    configurations = scratch_conv2d_configurations()
     with pytest.raises(AssertionError) as failure:
-        check_scratch_conv2d_cases(ModeIgnored, scratch_conv2d_configurations())
+        check_scratch_conv2d_cases(ModeIgnored, configurations)
     message = str(failure.value)
-    padded = 3 * len(PADDED)  # every padded spec in every mode but 'zeros'
-    assert message.startswith(f"{padded} of {len(SPECS) + padded} configurations failed:")
-    assert message.count("\n- ") == 3
-    assert "padding_mode=" in message
+    # ModeIgnored fails every padded spec in every mode but 'zeros', and nothing else.
+    failing = [i for i, (_, kwargs) in enumerate(configurations)
+               if kwargs["padding_mode"] != "zeros"]
+    assert len(failing) == 3 * len(PADDED) and len(configurations) == len(SPECS) + len(failing)
+    run = failing[2] + 1
+    assert message.startswith(f"3 of the first {run} of {len(configurations)} configurations "
+                              f"failed (the other {len(configurations) - run} were not run):")
+    listed = message.split("\n- ")[1:]
+    assert len(listed) == 3
+    for line in listed:  # each names its call, with the padding mode that was ignored
+        call = line.split(": ")[0]
+        assert call.startswith("ModeIgnored(") and "padding_mode='zeros'" not in call
+        assert "padding_mode=" in call
 
 
 @pytest.mark.parametrize("cls, args, kwargs, sentence", [
@@ -432,10 +446,12 @@ def test_a_failing_configuration_grid_counts_and_shows_a_few():
     (DtypeIgnored, (3, 8, 3), {"dtype": torch.float64}, "weight has dtype torch.float32, but "
                                                         "nn.Conv2d's is torch.float64"),
     (Buffer, (3, 8, 3), {}, "its state_dict has keys ['weight', 'bias', 'scale']"),
-    (NoRefusal, (3, 4, 3), {"groups": 2}, "accepted these arguments, but nn.Conv2d refuses "
-                                          "them (in_channels must be divisible by groups)"),
-    (WrongRefusal, (2, 2, 3), {"padding_mode": "mirror"}, "raised TypeError, but nn.Conv2d "
-                                                          "raises ValueError here"),
+    (NoRefusal, (3, 4, 3), {"groups": 2}, "accepted these arguments, expected ValueError: "
+                                          "nn.Conv2d refuses them (in_channels must be "
+                                          "divisible by groups)"),
+    (WrongRefusal, (2, 2, 3), {"padding_mode": "mirror"}, "raised TypeError (unknown "
+                                                          "padding_mode 'mirror'), expected "
+                                                          "ValueError: nn.Conv2d refuses them"),
     (DetachedWeight, (3, 8, 3), {}, "the output is not connected to weight"),
     (ModeIgnored, (2, 4, 3), {"padding": 1, "padding_mode": "reflect"},
      "its output for x of shape (2, 2, 7, 7) is wrong"),
@@ -448,5 +464,6 @@ def test_scratch_conv2d_mistakes_are_named(cls, args, kwargs, sentence):
         check_scratch_conv2d(cls, *args, **kwargs)
     message = str(failure.value)
     assert sentence in message
-    if "not written yet" not in sentence:
+    assert isinstance(failure.value, NotWritten) == (cls is Unwritten)
+    if cls is not Unwritten:
         assert message.startswith(f"{cls.__name__}({', '.join(map(repr, args))}")

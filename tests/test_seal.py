@@ -1,4 +1,4 @@
-"""The grader's seal (autograder/seal.py): once applied, no way through PyTorch reaches a
+"""The grader's seal (autograder/sandboxed/seal.py): once applied, no way through PyTorch reaches a
 convolution kernel, on any thread; the rest of PyTorch still works. Each check runs in a fresh
 Python process, because the seal is for good."""
 
@@ -18,7 +18,7 @@ import json, sys, threading
 import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import _disable_current_modes
-sys.path.insert(0, "autograder")
+sys.path.insert(0, "autograder/sandboxed")
 import seal
 
 x, w = torch.randn(1, 2, 6, 6, dtype=torch.float64), torch.randn(3, 2, 3, 3, dtype=torch.float64)

@@ -285,7 +285,7 @@ def output_size_figure(heights: Sequence[int], kernel_size: int, strides: Sequen
                        padding: int = 0, dilation: int = 1) -> Figure:
     """Plot ``H_out`` against ``H`` for each stride, measured by running ``F.conv2d``.
 
-    A dashed line shows the same expression before the floor, so the steps stand out.
+    A dotted line shows the same expression before the floor, so the steps stand out.
     """
     fig, ax = plt.subplots(figsize=(6, 3.4))
     for stride, color in zip(strides, plt.rcParams["axes.prop_cycle"].by_key()["color"],

@@ -2,7 +2,9 @@
 and fail with one sentence that says what is wrong.
 
 Every check raises ``AssertionError`` with a message naming the function, the inputs and the
-problem; an exception inside the learner's function is reported, not propagated.
+problem; an exception inside the learner's function is reported, not propagated. A function
+that is still nbgrader's stub raises :class:`NotWritten` (an ``AssertionError`` too). Checks of
+many cases go through :func:`check_all`, which fails once, listing the first few failures.
 """
 
 from __future__ import annotations
@@ -20,28 +22,54 @@ from convcourse.grading.guard import library_convolutions
 from convcourse.reference import Conv2dCase, as_tensor, exact_float32
 
 
-def _name(fn: Callable) -> str:
+class NotWritten(AssertionError):
+    """The learner's function is still nbgrader's stub: it raises ``NotImplementedError()``.
+
+    An ``AssertionError``, so a test cell that meets it fails as any failed check does; a type
+    of its own, so that the checks can tell it from a wrong answer without reading its words
+    (it is reported as it is, never prefixed by a call, and a list of cases stops at it).
+    """
+
+    def __init__(self, fn: Callable):
+        super().__init__(f"{name_of(fn)} is not written yet (it raises NotImplementedError): "
+                         "replace its body.")
+
+
+class LearnerRaised(AssertionError):
+    """The learner's code raised an exception (other than the stub's) where a value was due."""
+
+
+def is_stub(error: BaseException) -> bool:
+    """Whether ``error`` is nbgrader's placeholder, ``raise NotImplementedError()``: no message."""
+    return isinstance(error, NotImplementedError) and not str(error)
+
+
+def name_of(fn: Callable) -> str:
+    """The name a learner gave ``fn`` (a function or a class), as feedback shows it."""
     return getattr(fn, "__name__", type(fn).__name__)
 
 
-def _call(fn: Callable, *args, **kwargs):
-    """Call the learner's ``fn`` with library convolutions refused; report what went wrong."""
+def call_learner(fn: Callable, *args, **kwargs):
+    """``fn(*args, **kwargs)`` with library convolutions refused; a failure is reported.
+
+    Raises :class:`NotWritten` for the stub, :class:`LearnerRaised` for any other exception of
+    the learner's, and ``AssertionError`` saying so when ``fn`` used a library convolution.
+    """
     with library_convolutions() as used:
         try:
             result = fn(*args, **kwargs)
         except NotImplementedError as error:
-            if not str(error):  # nbgrader's stub: `raise NotImplementedError()`
-                raise AssertionError(f"{_name(fn)} is not written yet (it raises "
-                                     "NotImplementedError): replace its body.") from None
-            raise AssertionError(f"{_name(fn)} raised NotImplementedError: {error}") from None
+            if is_stub(error):
+                raise NotWritten(fn) from None
+            raise LearnerRaised(f"{name_of(fn)} raised NotImplementedError: {error}") from None
         except Exception as error:  # noqa: BLE001  (any failure of learner code is reported)
             if not used:
-                message = f"{_name(fn)} raised {type(error).__name__}: {error}"
-                raise AssertionError(message) from None
+                raise LearnerRaised(f"{name_of(fn)} raised {type(error).__name__}: "
+                                    f"{error}") from None
     if used:
         raise AssertionError(
-            f"{_name(fn)} called a library convolution ({', '.join(sorted(set(used)))}): a graded "
-            "function must compute the convolution itself, so this scores 0."
+            f"{name_of(fn)} called a library convolution ({', '.join(sorted(set(used)))}): a "
+            "graded function must compute the convolution itself, so this scores 0."
         )
     return result
 
@@ -49,30 +77,109 @@ def _call(fn: Callable, *args, **kwargs):
 def call_text(fn: Callable, args: tuple = (), kwargs: dict | None = None) -> str:
     """How a call reads in feedback: ``name(arg, ..., key=value)``."""
     shown = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in (kwargs or {}).items()]
-    return f"{_name(fn)}({', '.join(shown)})"
-
-
-def located(call: str, problem: str) -> str:
-    """``problem`` prefixed by the call it happened in (not for an unwritten function)."""
-    return problem if "is not written yet" in problem else f"{call}: {problem}"
+    return f"{name_of(fn)}({', '.join(shown)})"
 
 
 @contextlib.contextmanager
-def _about(call: str):
-    """Say which call a failure inside the block happened in."""
+def about(call: str):
+    """Prefix a failure inside the block with the call it happened in: ``call: problem``.
+
+    :class:`NotWritten` passes unchanged: it concerns the function, not one call of it.
+    """
     try:
         yield
+    except NotWritten:
+        raise
     except AssertionError as failure:
-        raise AssertionError(located(call, str(failure))) from None
+        raise AssertionError(f"{call}: {failure}") from None
+
+
+def fail_if(problem: str | None) -> None:
+    """Raise ``AssertionError(problem)`` when there is a problem (a sentence), else nothing."""
+    if problem:
+        raise AssertionError(problem)
+
+
+def check_all(items: Iterable, check_one: Callable, *, what: str = "cases",
+              show: int = 3) -> None:
+    """Check every item in order with ``check_one``; fail once, listing the failures.
+
+    ``check_one(item)`` fails by raising ``AssertionError`` or by returning a sentence (the
+    problem); it passes by returning ``None``. The checks stop at the ``show``-th failure,
+    and the message says how many items were not run: a test cell passes or fails as a
+    whole, and diagnosing a failure is the slow part. A :class:`NotWritten` stops them at
+    once and is raised as it is: every item would fail for the same reason.
+    """
+    items = list(items)
+    failures: list[str] = []
+    run = 0
+    for item in items:
+        run += 1
+        try:
+            problem = check_one(item)
+        except NotWritten:
+            raise
+        except AssertionError as failure:
+            problem = str(failure) or "a check failed"
+        if problem:
+            failures.append(problem)
+            if len(failures) == show:
+                break
+    if not failures:
+        return
+    left = len(items) - run
+    counted = (f"{len(failures)} of the first {run} of {len(items)} {what} failed (the other "
+               f"{left} were not run)" if left else f"{len(failures)} of {len(items)} {what} "
+               "failed")
+    raise AssertionError(counted + ":\n- " + "\n- ".join(failures))
+
+
+def refusal_problem(fn: Callable, args: tuple = (), kwargs: dict | None = None, *,
+                    reason: str) -> str | None:
+    """``None`` if ``fn(*args, **kwargs)`` raises ``ValueError``; else what it did instead,
+    as ``"raised TypeError (...), expected ValueError: <reason>."``.
+
+    ``reason`` says why a ``ValueError`` is due. The stub raises :class:`NotWritten`. The call
+    is not guarded against library convolutions: refusing computes nothing, and a
+    constructor that refuses (``nn.Conv2d``'s) raises before it could convolve.
+    """
+    try:
+        result = fn(*args, **(kwargs or {}))
+    except ValueError:
+        return None
+    except Exception as error:  # noqa: BLE001  (any other failure is reported)
+        if is_stub(error):
+            raise NotWritten(fn) from None
+        said = str(error)[:200]
+        did = f"raised {type(error).__name__}" + (f" ({said})" if said else "")
+    else:
+        built = isinstance(fn, type) or isinstance(result, nn.Module)  # a layer's constructor
+        did = "accepted these arguments" if built else f"returned {_shown(result)}"
+    return f"{did}, expected ValueError: {reason}."
+
+
+def _shown(value) -> str:
+    """A short description of a returned value: its shape for an array, else its repr."""
+    shape = getattr(value, "shape", None)
+    if shape is not None and not isinstance(value, tuple):
+        return f"a {type(value).__name__} of shape {tuple(shape)}"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def check_refuses(fn: Callable, reason: str, *args, **kwargs) -> None:
+    """Check that ``fn(*args, **kwargs)`` raises ``ValueError``; ``reason`` says why it should
+    (for example ``"groups=3 does not divide the 4 input channels"``)."""
+    with about(name_of(fn)):
+        fail_if(refusal_problem(fn, args, kwargs, reason=reason))
 
 
 def run_case(fn: Callable, case: Conv2dCase, *, kind: str, padding_mode: bool = True) -> None:
     """Run ``fn`` on one case, with NumPy arrays (``kind='numpy'``) or tensors, and check it."""
-    with _about(f"on {case.describe()}"), exact_float32():  # as exact as the reference
-        actual = _call(fn, *case.inputs(kind), **case.arguments(padding_mode=padding_mode))
-    problem = _wrong_kind(actual, kind) or diagnose(actual, case)
-    if problem:
-        raise AssertionError(f"{_name(fn)}({case.describe()}): {problem}")
+    with about(f"on {case.describe()}"), exact_float32():  # as exact as the reference
+        actual = call_learner(fn, *case.inputs(kind), **case.arguments(padding_mode=padding_mode))
+    with about(f"{name_of(fn)}({case.describe()})"):
+        fail_if(_wrong_kind(actual, kind) or diagnose(actual, case))
 
 
 def _wrong_kind(actual, kind: str) -> str | None:
@@ -98,25 +205,10 @@ def check_conv2d(fn: Callable, x, weight, bias=None, **arguments) -> None:
 
 def check_conv2d_cases(fn: Callable, cases: Iterable[Conv2dCase], *, kind: str,
                        padding_mode: bool = True, show: int = 3) -> None:
-    """Run the cases in order; fail at the ``show``-th failing one, listing those failures.
-
-    A test cell passes or fails as a whole, so the rest of the grid is not run: each failure
-    is diagnosed (a few dozen candidate mistakes), which is the slow part.
-    """
-    cases = list(cases)
-    failures, tried = [], 0
-    for case in cases:
-        tried += 1
-        try:
-            run_case(fn, case, kind=kind, padding_mode=padding_mode)
-        except AssertionError as failure:
-            failures.append(str(failure))
-            if len(failures) == show:
-                break
-    if failures:
-        listed = "\n- ".join(failures)
-        raise AssertionError(f"{len(failures)} of the first {tried} of {len(cases)} cases "
-                             f"failed:\n- {listed}")
+    """:func:`run_case` on each case, through :func:`check_all` (it stops at the ``show``-th
+    failure)."""
+    check_all(cases, lambda case: run_case(fn, case, kind=kind, padding_mode=padding_mode),
+              what="cases", show=show)
 
 
 def expected_output_shape(input_shape, out_channels, kernel_size, stride=1, padding=0,
@@ -186,32 +278,33 @@ def check_output_shape(fn: Callable, input_shape, out_channels, kernel_size, **a
     """Check ``fn`` against the shape ``nn.Conv2d`` produces, or its refusal (``ValueError``)."""
     expected = expected_output_shape(input_shape, out_channels, kernel_size, **arguments)
     call = call_text(fn, (tuple(input_shape), out_channels, kernel_size), arguments)
-    if isinstance(expected, Exception):
-        try:
-            got = fn(input_shape, out_channels, kernel_size, **arguments)
-        except ValueError:
+    with about(call):
+        if isinstance(expected, Exception):
+            fail_if(refusal_problem(fn, (input_shape, out_channels, kernel_size), arguments,
+                                    reason=f"the configuration is invalid ({expected})"))
             return
-        except Exception as error:  # noqa: BLE001
-            raise AssertionError(f"{call} raised {type(error).__name__}, expected ValueError "
-                                 f"(the configuration is invalid: {expected})") from None
-        raise AssertionError(f"{call} returned {got!r}, but the configuration is invalid "
-                             f"({expected}): raise ValueError.")
-    with _about(call):
-        got = _call(fn, input_shape, out_channels, kernel_size, **arguments)
-    if not isinstance(got, tuple) or got != expected:
-        raise AssertionError(f"{call} returned {got!r}, expected {expected!r}.")
-    if any(type(size) is not int for size in got):
-        raise AssertionError(f"{call} returned {got!r}: every size must be a Python int, "
-                             "as in torch.Size (use // rather than / and int()).")
+        got = call_learner(fn, input_shape, out_channels, kernel_size, **arguments)
+        if not isinstance(got, tuple) or got != expected:
+            raise AssertionError(f"returned {got!r}, expected {expected!r}.")
+        if any(type(size) is not int for size in got):
+            raise AssertionError(f"returned {got!r}: every size must be a Python int, as in "
+                                 "torch.Size (use // rather than / and int()).")
 
 
 def check_equal(fn: Callable, expected, *args, **kwargs) -> None:
     """Check that ``fn(*args, **kwargs) == expected`` (weight shapes, parameter counts)."""
-    call = call_text(fn, args, kwargs)
-    with _about(call):
-        got = _call(fn, *args, **kwargs)
-    if type(got) is not type(expected) or got != expected:
-        raise AssertionError(f"{call} returned {got!r}, expected {expected!r}.")
+    with about(call_text(fn, args, kwargs)):
+        got = call_learner(fn, *args, **kwargs)
+        if type(got) is not type(expected) or got != expected:
+            raise AssertionError(f"returned {got!r}, expected {expected!r}.")
+
+
+def check_shapes(fn: Callable, configurations: Iterable[tuple], *, show: int = 3) -> None:
+    """:func:`check_output_shape` on each ``(input_shape, out_channels, kernel_size, options)``,
+    through :func:`check_all` (it stops at the ``show``-th failure)."""
+    check_all(configurations,
+              lambda config: check_output_shape(fn, *config[:3], **config[3]),
+              what="configurations", show=show)
 
 
 def count_python_lines(fn: Callable, *args, **kwargs) -> int:
@@ -258,3 +351,15 @@ def python_lines(fn: Callable, *args, **kwargs) -> int:
     if callable(elsewhere):
         return elsewhere(*args, **kwargs)
     return count_python_lines(fn, *args, **kwargs)
+
+
+def check_vectorised(fn: Callable, small, large, *args, **kwargs) -> None:
+    """Check that ``fn(x, *args, **kwargs)`` runs about as many lines of Python for
+    ``x=large`` as for ``x=small``: a loop over images or output positions does not."""
+    lines = [python_lines(fn, x, *args, **kwargs) for x in (small, large)]
+    if lines[1] > lines[0] + 25:
+        raise AssertionError(
+            f"{name_of(fn)} ran {lines[0]} lines of Python for x of shape {small.shape} but "
+            f"{lines[1]} for x of shape {large.shape}: a loop runs once per image or per output "
+            "position. Replace it with array operations (a loop over the kernel's taps or over "
+            "the groups is fine).")

@@ -9,7 +9,7 @@ SciPy's correlate/convolve functions are wrapped while the guard is active.
 The guard runs in the process it watches and watches the calling thread, which is right for a
 learner checking their own work. The autograder does not rely on it alone: there, the learner's
 code runs in a sandbox where SciPy is absent and every convolution operator is refused for all
-threads once the cells have run (``autograder/seal.py``).
+threads once the cells have run (``autograder/sandboxed/seal.py``).
 """
 
 from __future__ import annotations

@@ -18,7 +18,17 @@ import torch
 from torch import nn
 
 from convcourse.grading.cases import PADDED, SPECS
-from convcourse.grading.checks import _call, _name, call_text, located
+from convcourse.grading.checks import (
+    LearnerRaised,
+    about,
+    call_learner,
+    call_text,
+    check_all,
+    fail_if,
+    is_stub,
+    name_of,
+    refusal_problem,
+)
 from convcourse.grading.diagnose import close, diagnose
 from convcourse.reference import PAD_MODES, Conv2dCase, as_tensor, conv2d_forward, exact_float32
 
@@ -52,7 +62,7 @@ def _gradients(out, leaves: list[torch.Tensor], grad_output, who: str) -> list:
         with exact_float32():
             return torch.autograd.grad(out, leaves, grad_output, allow_unused=True)
 
-    return list(_call(_named(backward, f"the backward pass of {who}")))
+    return list(call_learner(_named(backward, f"the backward pass of {who}")))
 
 
 def _gradient_problem(out, leaves: dict, expected: dict, grad_output, who: str,
@@ -91,11 +101,12 @@ def gradient_problem(fn: Callable, case: Conv2dCase, *, seed: int = GRAD_SEED) -
     expected = dict(zip(refs, torch.autograd.grad(expected_out, list(refs.values()),
                                                   grad_output), strict=True))
     with exact_float32():
-        out = _call(fn, leaves["x"], leaves["weight"], leaves.get("bias"), **case.arguments())
+        out = call_learner(fn, leaves["x"], leaves["weight"], leaves.get("bias"),
+                           **case.arguments())
     problem = diagnose(out, case, expected=expected_out.detach())
     if problem:
         return f"the output is wrong, so its gradients cannot be right: {problem}"
-    return _gradient_problem(out, leaves, expected, grad_output, _name(fn))
+    return _gradient_problem(out, leaves, expected, grad_output, name_of(fn))
 
 
 def check_conv2d_gradients(fn: Callable, x, weight, bias=None, **arguments) -> None:
@@ -107,31 +118,21 @@ def check_conv2d_gradients(fn: Callable, x, weight, bias=None, **arguments) -> N
     """
     case = Conv2dCase(as_tensor(x), as_tensor(weight), None if bias is None else as_tensor(bias),
                       **arguments)
-    try:
-        problem = gradient_problem(fn, case)
-    except AssertionError as failure:
-        problem = str(failure)
-    if problem:
-        raise AssertionError(located(f"{_name(fn)}({case.describe()})", problem)) from None
+    check_case_gradients(fn, case)
+
+
+def check_case_gradients(fn: Callable, case: Conv2dCase) -> None:
+    """:func:`gradient_problem` of one case, raised as ``name(case): problem``."""
+    with about(f"{name_of(fn)}({case.describe()})"):
+        fail_if(gradient_problem(fn, case))
 
 
 def check_conv2d_gradient_cases(fn: Callable, cases: Iterable[Conv2dCase], *,
                                 show: int = 3) -> None:
-    """Check the gradients on every case; fail once, listing how many failed and the first
-    ``show`` of them."""
-    cases = list(cases)
-    failures = []
-    for case in cases:
-        try:
-            problem = gradient_problem(fn, case)
-        except AssertionError as failure:
-            problem = str(failure)
-        if problem:
-            failures.append(located(f"{_name(fn)}({case.describe()})", problem))
-    if failures:
-        listed = "\n- ".join(failures[:show])
-        raise AssertionError(f"the gradients of {len(failures)} of {len(cases)} cases are "
-                             f"wrong:\n- {listed}")
+    """:func:`check_case_gradients` on each case, through
+    :func:`~convcourse.grading.checks.check_all` (it stops at the ``show``-th failure)."""
+    check_all(cases, lambda case: check_case_gradients(fn, case), what="gradient cases",
+              show=show)
 
 
 def check_conv2d_meta(fn: Callable, x, weight, bias=None, **arguments) -> None:
@@ -145,43 +146,48 @@ def check_conv2d_meta(fn: Callable, x, weight, bias=None, **arguments) -> None:
     """
     case = Conv2dCase(*(None if t is None else as_tensor(t).detach().to("meta")
                         for t in (x, weight, bias)), **arguments)
-    call = f"{_name(fn)}({case.describe()})"
+    call = f"{name_of(fn)}({case.describe()})"
     expected = conv2d_forward(case, *case.inputs("torch"))
 
     def on_meta(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except NotImplementedError as error:
-            if not str(error):
+            if is_stub(error):
                 raise  # the unwritten function's `raise NotImplementedError()`
             # PyTorch's refusal to read data on the meta device (.numpy(), ...)
             raise RuntimeError(f"NotImplementedError: {error}") from None
 
-    try:
-        out = _call(_named(on_meta, _name(fn)), *case.inputs("torch"), **case.arguments())
-    except AssertionError as failure:
-        problem = str(failure)
-        if "raised" not in problem or "library convolution" in problem:
-            raise AssertionError(located(call, problem)) from None
-        if not problem.endswith((".", "!", "?")):
-            problem += "."
-        raise AssertionError(
-            f"{call}: {problem} On the meta device (a shape and a dtype, no data) this "
-            "usually means a tensor made on the CPU by default (create it with "
-            "device=x.device, or x.new_zeros(...)), or a value read with .item(), .tolist() "
-            "or .numpy()."
-        ) from None
+    with about(call):
+        try:
+            out = call_learner(_named(on_meta, name_of(fn)), *case.inputs("torch"),
+                               **case.arguments())
+        except LearnerRaised as failure:
+            raise AssertionError(_with_meta_hint(str(failure))) from None
+        fail_if(_meta_problem(out, expected))
+
+
+def _with_meta_hint(problem: str) -> str:
+    """The learner's exception on the meta device, and what usually causes one there."""
+    if not problem.endswith((".", "!", "?")):
+        problem += "."
+    return (f"{problem} On the meta device (a shape and a dtype, no data) this usually means a "
+            "tensor made on the CPU by default (create it with device=x.device, or "
+            "x.new_zeros(...)), or a value read with .item(), .tolist() or .numpy().")
+
+
+def _meta_problem(out, expected: torch.Tensor) -> str | None:
+    """What differs between the output on the meta device and the reference's."""
     if not isinstance(out, torch.Tensor):
-        raise AssertionError(f"{call}: it returned {type(out).__name__}, not a tensor.")
+        return f"it returned {type(out).__name__}, not a tensor."
     if out.device != expected.device:
-        raise AssertionError(f"{call}: the output is on {out.device}, but x is on meta: "
-                             "compute on x.device.")
+        return f"the output is on {out.device}, but x is on meta: compute on x.device."
     if out.dtype != expected.dtype:
-        raise AssertionError(f"{call}: the output's dtype is {out.dtype}, but x's is "
-                             f"{expected.dtype}: keep x.dtype.")
+        return f"the output's dtype is {out.dtype}, but x's is {expected.dtype}: keep x.dtype."
     if out.shape != expected.shape:
-        raise AssertionError(f"{call}: the output has shape {tuple(out.shape)}, expected "
-                             f"{tuple(expected.shape)}.")
+        return (f"the output has shape {tuple(out.shape)}, expected "
+                f"{tuple(expected.shape)}.")
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -196,22 +202,6 @@ def _seeded(seed: int, device: torch.device):
     with torch.random.fork_rng(devices=devices, device_type="cuda"):
         torch.manual_seed(seed)
         yield
-
-
-def _refusal_problem(cls, args, kwargs, refusal: Exception) -> str | None:
-    """nn.Conv2d refuses these arguments: the learner's class must raise ValueError too."""
-    try:
-        cls(*args, **kwargs)
-    except ValueError:
-        return None
-    except NotImplementedError:
-        return (f"{_name(cls)} is not written yet (it raises NotImplementedError): replace "
-                "its body.")
-    except Exception as error:  # noqa: BLE001  (any failure of learner code is reported)
-        return (f"raised {type(error).__name__}, but nn.Conv2d raises ValueError here "
-                f"({refusal}).")
-    return (f"accepted these arguments, but nn.Conv2d refuses them ({refusal}): raise "
-            "ValueError.")
 
 
 def _parameter_problem(layer, reference: nn.Conv2d) -> str | None:
@@ -306,7 +296,7 @@ def _init_problem(cls, args, kwargs, layer, reference: nn.Conv2d) -> str | None:
     layers = [layer]
     for seed in range(INIT_SEED + 1, INIT_SEED + min(needed, INIT_LAYERS)):
         with _seeded(seed, reference.weight.device):
-            layers.append(_call(cls, *args, **kwargs))
+            layers.append(call_learner(cls, *args, **kwargs))
     for name in parameters:
         values = torch.cat([getattr(each, name).detach().flatten().cpu() for each in layers])
         problem = _distribution_problem(name, values, fan_in)
@@ -338,21 +328,22 @@ def scratch_conv2d_problem(cls, *args, check_init: bool = True, **kwargs) -> str
             warnings.simplefilter("ignore")  # e.g. 'Initializing zero-element tensors'
             reference = nn.Conv2d(*args, **kwargs)
     except ValueError as refusal:
-        return _refusal_problem(cls, args, kwargs, refusal)
+        return refusal_problem(cls, args, kwargs,
+                               reason=f"nn.Conv2d refuses them ({refusal})")
     device = reference.weight.device
     with _seeded(INIT_SEED, device), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        layer = _call(cls, *args, **kwargs)
+        layer = call_learner(cls, *args, **kwargs)
         problem = (_parameter_problem(layer, reference)
                    or (check_init and _init_problem(cls, args, kwargs, layer, reference))
                    or None)
     if problem:
         return problem
     state = reference.state_dict()
-    _call(_named(lambda: layer.load_state_dict(state), f"{_name(cls)}.load_state_dict"))
+    call_learner(_named(lambda: layer.load_state_dict(state), f"{name_of(cls)}.load_state_dict"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # 'same' with an even kernel: a note about speed
-        return _forward_problem(layer, reference, _name(cls))
+        return _forward_problem(layer, reference, name_of(cls))
 
 
 def _forward_problem(layer, reference: nn.Conv2d, who: str) -> str | None:
@@ -372,7 +363,7 @@ def _forward_problem(layer, reference: nn.Conv2d, who: str) -> str | None:
         expected = dict(zip(leaves, torch.autograd.grad(expected_out, list(leaves.values()),
                                                         grad_output), strict=True))
         with exact_float32():
-            out = _call(layer, mine)
+            out = call_learner(layer, mine)
         problem = diagnose(out, case, expected=expected_out.detach())
         if problem:
             return (f"after load_state_dict of nn.Conv2d's state_dict, its output for {which} "
@@ -400,12 +391,8 @@ def check_scratch_conv2d(cls, *args, check_init: bool = True, **kwargs) -> None:
     ``load_state_dict(nn.Conv2d(...).state_dict())`` its outputs and its gradients for the input
     and the parameters are nn.Conv2d's. The first problem found is reported in one sentence.
     """
-    try:
-        problem = scratch_conv2d_problem(cls, *args, check_init=check_init, **kwargs)
-    except AssertionError as failure:
-        problem = str(failure)
-    if problem:
-        raise AssertionError(located(call_text(cls, args, kwargs), problem)) from None
+    with about(call_text(cls, args, kwargs)):
+        fail_if(scratch_conv2d_problem(cls, *args, check_init=check_init, **kwargs))
 
 
 def scratch_conv2d_configurations(*, dtypes=(None,), devices=(None,)) -> list[tuple]:
@@ -428,16 +415,9 @@ def scratch_conv2d_configurations(*, dtypes=(None,), devices=(None,)) -> list[tu
 
 def check_scratch_conv2d_cases(cls, configurations: Iterable[tuple], *, check_init: bool = True,
                                show: int = 3) -> None:
-    """:func:`check_scratch_conv2d` on every ``(args, kwargs)``; fail once, listing how many
-    failed and the first ``show`` of them."""
-    configurations = list(configurations)
-    failures = []
-    for args, kwargs in configurations:
-        try:
-            check_scratch_conv2d(cls, *args, check_init=check_init, **kwargs)
-        except AssertionError as failure:
-            failures.append(str(failure))
-    if failures:
-        listed = "\n- ".join(failures[:show])
-        raise AssertionError(f"{len(failures)} of {len(configurations)} configurations "
-                             f"failed:\n- {listed}")
+    """:func:`check_scratch_conv2d` on each ``(args, kwargs)``, through
+    :func:`~convcourse.grading.checks.check_all` (it stops at the ``show``-th failure)."""
+    check_all(configurations,
+              lambda config: check_scratch_conv2d(cls, *config[0], check_init=check_init,
+                                                  **config[1]),
+              what="configurations", show=show)

@@ -6,8 +6,8 @@ device and ``requires_grad`` beside them; a meta tensor travels as its shape alo
 any other type becomes an :class:`Opaque` stand-in that keeps only its type's name, so an
 object with a rigged ``__eq__`` or ``__array__`` cannot cross.
 
-This file runs on both sides: the trusted grader imports it as ``autograder.wire``, the
-sandbox's runner as ``wire`` (it is bind-mounted alone, beside the runner).
+This file runs on both sides: the trusted grader imports it as ``autograder.sandboxed.wire``,
+the sandbox's runner as ``wire`` (its neighbour in the folder the sandbox mounts).
 """
 
 from __future__ import annotations

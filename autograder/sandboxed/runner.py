@@ -1,15 +1,16 @@
 """The learner's side of grading: runs inside the bubblewrap sandbox, never outside it.
 
 It executes the learner's cells, then answers the grader's requests (call a function, build
-a module, run a backward pass) with plain data over two pipes (fds 3 and 4), in the format of
-``wire``. It never sees a test, a reference output or a score: those stay with the grader.
-Once the cells have run, library convolutions are refused for good (seal.py), and every other
-process in the sandbox is ended, so that no thread or child set up by the cells can compute one
-for a graded call.
+a module, run a backward pass) with plain data over two pipes, in the format of ``wire``. It
+never sees a test, a reference output or a score: those stay with the grader. Once the cells
+have run, library convolutions are refused for good (seal.py), and every other process in the
+sandbox is ended, so that no thread or child set up by the cells can compute one for a graded
+call.
 
-Usage (the grader's): ``python -I runner.py REQUESTS_FD REPLIES_FD LIMITS_JSON``, started as
-root inside the sandbox (it then becomes the unprivileged ``uid`` of LIMITS_JSON) or as the
-sandbox's only user when the grader is not root (``uid`` -1).
+Usage (the grader's, autograder/sandbox.py): ``python -I /grader/runner.py REQUESTS_FD
+REPLIES_FD LIMITS_JSON``, started as root inside the sandbox (it then becomes the unprivileged
+``uid`` of LIMITS_JSON) or as the sandbox's only user when the grader is not root (``uid`` -1).
+It imports its neighbours in this folder (``seal``, ``wire``) as top-level modules.
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ import resource
 import signal
 import sys
 import traceback
-
-REQUESTS, REPLIES = int(sys.argv[1]), int(sys.argv[2])
 
 
 def limit_myself(limits: dict) -> bool:
@@ -41,10 +40,11 @@ def limit_myself(limits: dict) -> bool:
     return alone
 
 
-def main() -> None:
+def main(argv: list[str]) -> None:
     import json
 
-    alone = limit_myself(json.loads(sys.argv[3]))
+    requests, replies, limits = int(argv[1]), int(argv[2]), json.loads(argv[3])
+    alone = limit_myself(limits)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import seal
     import torch
@@ -56,14 +56,18 @@ def main() -> None:
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
     seal.withdraw_kernel_handles(torch)
-    Server(wire, torch, seal, scipy_convolutions, count_python_lines, alone=alone).serve()
+    Server(wire, torch, seal, scipy_convolutions, count_python_lines, alone=alone,
+           requests=requests, replies=replies).serve()
 
 
 class Server:
-    """The namespace of the learner's cells and the objects handed out by handle."""
+    """The namespace of the learner's cells and the objects handed out by handle; it reads
+    requests from the file descriptor ``requests`` and writes replies to ``replies``."""
 
-    def __init__(self, wire, torch, seal, scipy_convolutions, count_python_lines, *, alone):
+    def __init__(self, wire, torch, seal, scipy_convolutions, count_python_lines, *, alone,
+                 requests: int, replies: int):
         self.wire, self.torch, self.seal, self.alone = wire, torch, seal, alone
+        self.requests, self.replies = requests, replies
         self.scipy_convolutions = scipy_convolutions
         self.count_python_lines = count_python_lines
         self.refused: list[str] = []  # filled by the seal's refusals, from any thread
@@ -75,10 +79,10 @@ class Server:
     # --- messages ---------------------------------------------------------------------------
 
     def receive(self):
-        return self.wire.receive(lambda size: self.wire.read_exactly(REQUESTS, size))
+        return self.wire.receive(lambda size: self.wire.read_exactly(self.requests, size))
 
     def send(self, header: dict, arrays=()) -> None:
-        self.wire.write_all(REPLIES, self.wire.pack(header, list(arrays)))
+        self.wire.write_all(self.replies, self.wire.pack(header, list(arrays)))
 
     def serve(self) -> None:
         header, _ = self.receive()
@@ -266,7 +270,7 @@ class Server:
 
 if __name__ == "__main__":
     try:
-        main()
+        main(sys.argv)
     except BaseException:  # noqa: BLE001
         traceback.print_exc()
         os._exit(70)
