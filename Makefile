@@ -51,7 +51,7 @@ help:
 	@echo "make book   build the HTML book into book/_build/html (warnings are errors)"
 	@echo "make test   run the whole test suite (builds the book, opens it in headless Chromium,"
 	@echo "           grades in the sandbox); installs bubblewrap and Chromium first if missing"
-	@echo "make test-fast  the unit tests only (about a minute): no book, browser or sandbox"
+	@echo "make test-fast  the unit tests only (under a minute): no book, browser or sandbox"
 	@echo "make lab    open JupyterLab on the course (notebooks/, book/)"
 	@echo "make release  regenerate notebooks/ from solutions/ (nbgrader generate_assignment)"
 	@echo "make grade ASSIGNMENT=02-numpy SUBMISSIONS=folder-or.zip [WORKERS=n] [UNSAFE=1]"
