@@ -54,6 +54,15 @@ PADDED = ["stride pair", "padding pair", "dilation with padding", "'same', even 
           "unbatched"]
 
 
+def course_seed(seed: int) -> int:
+    """The seed a hidden grid published as ``seed`` is drawn from.
+
+    Every hidden grid of the grading package draws its inputs from a generator seeded with
+    ``course_seed(its published seed)``, so a course can make its hidden inputs its own.
+    """
+    return seed
+
+
 def make_case(spec: Spec, *, generator: torch.Generator, dtype=torch.float64, device="cpu",
               padding_mode: str = "zeros") -> Conv2dCase:
     """Draw one case's inputs for ``spec`` from ``generator``."""
@@ -79,7 +88,7 @@ def conv2d_cases(seed: int = 0, *, dtypes=(torch.float64, torch.float32), device
     padded specs in every padding mode; the same list for the same seed."""
     if devices is None:
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(course_seed(seed))
     cases = []
     for device in devices:
         for dtype in dtypes:
