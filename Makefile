@@ -16,7 +16,7 @@ export JUPYTER_CONFIG_PATH := $(CURDIR)/autograder
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 ASSIGNMENTS := $(notdir $(wildcard solutions/[0-9]*))
 
-.PHONY: help venv book test test-fast lab release grade gradescope bench clean \
+.PHONY: help venv book test test-fast lab release grade check gradescope bench clean \
         sandbox-packages test-packages
 
 # Debian packages the targets need, each as <command or file>:<package>. The sandbox's for
@@ -56,6 +56,8 @@ help:
 	@echo "make release  regenerate notebooks/ from solutions/ (nbgrader generate_assignment)"
 	@echo "make grade ASSIGNMENT=02-numpy SUBMISSIONS=folder-or.zip [WORKERS=n] [UNSAFE=1]"
 	@echo "           grade a class in the bubblewrap sandbox: gradebook, feedback, grades.csv"
+	@echo "make check NOTEBOOK=notebooks/02-numpy/conv2d-numpy.ipynb   grade your own notebook,"
+	@echo "           hidden tests included (sandboxed where bubblewrap runs): points, feedback"
 	@echo "make gradescope ASSIGNMENT=02-numpy   build autograder/dist/<id>-gradescope.zip"
 	@echo "make bench  time the reference solutions against F.conv2d, and make grade against"
 	@echo "           plain nbgrader autograde (submissions per minute, same batch)"
@@ -106,6 +108,12 @@ grade: $(if $(UNSAFE),,sandbox-packages) $(STAMP)
 	  ASSIGNMENT=<id> SUBMISSIONS=<folder of <student>/<notebook>.ipynb, or an LMS .zip>"; exit 2; }
 	$(BIN)/python -m autograder.grade $(ASSIGNMENT) $(SUBMISSIONS) \
 	  $(if $(WORKERS),--workers $(WORKERS)) $(if $(UNSAFE),--unsafe) $(GRADE_ARGS)
+
+# A learner's self-check: one notebook, every test, the points and feedback in the terminal.
+check: $(STAMP)
+	@test -n "$(NOTEBOOK)" || { echo "usage: make check NOTEBOOK=<your notebook>, e.g. \
+	NOTEBOOK=notebooks/02-numpy/conv2d-numpy.ipynb"; exit 2; }
+	$(BIN)/python -m autograder.check $(NOTEBOOK)
 
 gradescope: $(STAMP)
 	@test -n "$(ASSIGNMENT)" || { echo "usage: make gradescope ASSIGNMENT=<id>"; exit 2; }

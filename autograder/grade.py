@@ -10,6 +10,10 @@ the nbgrader gradebook, and handed back as feedback HTML in autograder/feedback/
 go to autograder/grades.csv. A learner's grade is written the moment it is ready, with a
 fingerprint of the submission and the tests: a run that was interrupted, or the same batch
 graded again, reuses it (``--force`` grades everything again).
+
+The hidden tests' inputs are drawn with the course secret (autograder/secret.py), made on first
+use in autograder/course-secret; ``--no-secret`` draws them from the published seeds instead,
+as a learner's own notebook does.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from pathlib import Path
 
 import nbformat
 
-from autograder import grader_files
+from autograder import grader_files, secret
 from autograder.sandbox import Limits, bwrap_problem
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -48,9 +52,11 @@ def gradebook_url(root: Path) -> str:
 class Course:
     """Where things are, for the repository or a scratch copy of it (``--root``)."""
 
-    def __init__(self, root: Path, assignment: str, *, grader: Path = REPOSITORY):
+    def __init__(self, root: Path, assignment: str, *, grader: Path = REPOSITORY,
+                 key: str | None = None):
         self.root, self.assignment = root, assignment
         self.grader = grader  # the folder holding the grader's code (autograder/, convcourse/)
+        self.key = key  # the course key the hidden inputs are drawn with (None: published seeds)
         self.source = root / "solutions" / assignment
         self.release = root / "notebooks" / assignment
         self.work = root / "autograder"
@@ -63,9 +69,12 @@ class Course:
         return self.work / kind / student / self.assignment
 
     def fingerprint(self) -> str:
-        """What a grade depends on besides the submission: the tests and the grader (every
-        file of :func:`autograder.grader_files`; not the book's figures)."""
+        """What a grade depends on besides the submission: the tests, the grader (every
+        file of :func:`autograder.grader_files`; not the book's figures) and the course key
+        (a digest of it), which decides the hidden inputs."""
         digest = hashlib.sha256()
+        if self.key:
+            digest.update(b"course key\0" + secret.key_digest(self.key).encode() + b"\0")
         files = {f"{kind}/{path.name}": path for kind, folder in (("source", self.source),
                                                                   ("release", self.release))
                  for path in sorted(folder.glob("*.ipynb"))}
@@ -244,13 +253,15 @@ def submission_key(course: Course, student: str, fingerprint: str) -> str:
 
 
 def grade_student(root: str, assignment: str, student: str, key: str, limits: Limits,
-                  isolated: bool) -> dict:
-    """Grade every notebook of one learner; write the autograded notebooks, the feedback HTML
-    and, last, result.json (its presence means: graded)."""
+                  isolated: bool, course_key: str | None = None) -> dict:
+    """Grade every notebook of one learner, the hidden inputs drawn with ``course_key``; write
+    the autograded notebooks, the feedback HTML and, last, result.json (its presence means:
+    graded)."""
     from autograder.feedback import feedback_html
     from autograder.score import grade_submission
 
-    course = Course(Path(root), assignment)
+    secret.use_key(course_key)  # in this trusted worker only; the sandbox never has it
+    course = Course(Path(root), assignment, key=course_key)
     autograded, feedback = course.folder("autograded", student), course.folder("feedback",
                                                                                student)
     for folder in (autograded, feedback):
@@ -378,7 +389,8 @@ def _grade_in(pool, course: Course, todo: list[str], keys: dict, gradebook, resu
     complete = False
     try:
         futures = {pool.submit(grade_student, str(course.root), course.assignment, student,
-                               keys[student], limits, isolated): student for student in todo}
+                               keys[student], limits, isolated, course.key): student
+                   for student in todo}
         for future in concurrent.futures.as_completed(futures):
             student = futures[future]
             try:
@@ -434,6 +446,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=REPOSITORY,
                         help="the course folder (default: this repository)")
     parser.add_argument("--force", action="store_true", help="grade again what was graded")
+    parser.add_argument("--no-secret", action="store_true",
+                        help="draw the hidden tests' inputs from the published seeds, not with "
+                             "the course secret (autograder/course-secret)")
     parser.add_argument("--unsafe", action="store_true",
                         help="grade without the bubblewrap sandbox (learner code then runs "
                              "with this user's rights)")
@@ -459,6 +474,8 @@ def main(argv: list[str] | None = None) -> int:
               "rights on this machine.", file=sys.stderr)
     limits = Limits(call_seconds=args.call_timeout, cells_seconds=args.cells_timeout,
                     submission_seconds=args.submission_timeout)
+    if not args.no_secret:
+        course.key = secret.course_key(secret.load_or_create(course.work))
     started = time.monotonic()
     students, refused = collect(course, args.submissions)
     if not students:

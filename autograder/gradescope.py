@@ -7,8 +7,10 @@ Build it (the instructor, in the repository)::
 writes ``ROOT/autograder/dist/ASSIGNMENT-gradescope.zip``: Gradescope's ``setup.sh`` and
 ``run_autograder`` at its root (from ``autograder/gradescope/``), the grader (the Python files
 of ``autograder/`` and the parts of ``convcourse/`` that grading uses, found by walking the
-folders: :func:`autograder.grader_files`), and that assignment's ``solutions/`` and
-``notebooks/`` folders; nothing else.
+folders: :func:`autograder.grader_files`), that assignment's ``solutions/`` and
+``notebooks/`` folders, and ``autograder/course-key``, the course key that the hidden tests'
+inputs are drawn with (an HMAC of the course secret, autograder/secret.py; never the secret;
+left out with ``--no-secret``); nothing else.
 
 Gradescope unpacks it into ``/autograder/source`` and, for each submission, runs
 ``run_autograder``, which calls::
@@ -37,7 +39,7 @@ import traceback
 import zipfile
 from pathlib import Path
 
-from autograder import grader_files
+from autograder import grader_files, secret
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 #: Gradescope's two files, kept as templates beside this module.
@@ -84,17 +86,22 @@ def run_autograder_script(template: str, assignment: str, unsafe: bool) -> str:
             .replace(" @UNSAFE@", " --unsafe" if unsafe else ""))
 
 
-def build(assignment: str, root: Path = REPOSITORY, *, unsafe: bool = False) -> Path:
-    """Write ``root/autograder/dist/<assignment>-gradescope.zip`` and return its path."""
+def build(assignment: str, root: Path = REPOSITORY, *, unsafe: bool = False,
+          key: str | None = None) -> Path:
+    """Write ``root/autograder/dist/<assignment>-gradescope.zip`` and return its path; with
+    ``key``, the course key goes in too (autograder/course-key)."""
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", assignment):
         raise SystemExit(f"{assignment!r} is not an assignment's name (a folder of solutions/)")
     root = Path(root).resolve()
     files = bundle_files(root, assignment)
     target = root / "autograder" / "dist" / f"{assignment}-gradescope.zip"
     target.parent.mkdir(parents=True, exist_ok=True)
+    contents = {name: files[name].read_bytes() for name in files}
+    if key:
+        contents[f"autograder/{secret.KEY_FILE}"] = key.encode() + b"\n"
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name in sorted(files):
-            data = files[name].read_bytes()
+        for name in sorted(contents):
+            data = contents[name]
             if name == "run_autograder":
                 data = run_autograder_script(data.decode(), assignment, unsafe).encode()
             entry = zipfile.ZipInfo(name, date_time=ZIP_TIME)
@@ -157,6 +164,8 @@ def grade(assignment: str, root: Path, autograder_root: Path, *,
     from autograder.score import grade_submission
 
     started = time.monotonic()
+    key_file = root / "autograder" / secret.KEY_FILE  # hidden inputs: the course's own
+    secret.use_key(key_file.read_text().strip() if key_file.is_file() else None)
     summary = [] if unsandboxed is None else [
         f"Graded WITHOUT the sandbox ({unsandboxed}): this autograder was built with --unsafe."]
     releases = root / "notebooks" / assignment
@@ -228,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--unsafe", action="store_true",
                         help="where bubblewrap cannot run, grade without the sandbox instead "
                              "of refusing (learners' code can then read the hidden tests)")
+    parser.add_argument("--no-secret", action="store_true",
+                        help="leave the course key out: hidden tests drawn from the published "
+                             "seeds")
     parser.add_argument("--grade", action="store_true",
                         help="instead, grade the submission in $AUTOGRADER_ROOT/submission "
                              "(default /autograder): what run_autograder does on Gradescope")
@@ -235,7 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     if options.grade:
         return grade_and_report(options.assignment, options.root.resolve(),
                                 unsafe=options.unsafe)
-    target = build(options.assignment, options.root, unsafe=options.unsafe)
+    key = None if options.no_secret else secret.course_key(
+        secret.load_or_create(options.root.resolve() / "autograder"))
+    target = build(options.assignment, options.root, unsafe=options.unsafe, key=key)
     print(f"wrote {target}" + (" (grades without the sandbox where bubblewrap cannot run)"
                                if options.unsafe else ""))
     return 0

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from autograder import CONVCOURSE_PARTS, SANDBOXED
 from autograder.sandboxed import wire
+from autograder.secret import without_key
 
 #: Where the sandbox sees the folder autograder/sandboxed/.
 INSIDE = Path("/grader")
@@ -192,9 +193,9 @@ class Sandbox:
         limits = runner_limits(self.slot, self.limits, isolated=self.isolated)
         command = [*prefix, sys.executable, "-I", str(folder / "runner.py"), str(to_child),
                    str(from_child), json.dumps(limits)]
-        self.process = subprocess.Popen(
+        self.process = subprocess.Popen(  # never with the course key (autograder/secret.py)
             command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            pass_fds=(to_child, from_child))
+            pass_fds=(to_child, from_child), env=without_key(dict(os.environ)))
         os.close(to_child)
         os.close(from_child)
         os.set_blocking(self.replies, False)

@@ -16,8 +16,8 @@ ASSIGNMENTS = assignments()
 REGION = re.compile(r"### BEGIN (SOLUTION|HIDDEN TESTS)(.*?)### END \1", re.S)
 
 
-def test_there_are_three_assignments():
-    assert ASSIGNMENTS == ["01-shapes", "02-numpy", "03-torch"]
+def test_there_are_four_assignments():
+    assert ASSIGNMENTS == ["01-shapes", "02-numpy", "03-torch", "04-gradients"]
 
 
 @pytest.fixture(scope="module", params=ASSIGNMENTS)

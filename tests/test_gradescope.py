@@ -20,6 +20,7 @@ from course import NOTEBOOKS, ROOT, SOLUTIONS
 
 from autograder.gradescope import ZIP_TIME, bundle_files
 from autograder.notebook import grade_cells, hidden_test_lines, nbgrader_meta
+from autograder.secret import course_key
 
 ASSIGNMENT = "02-numpy"
 NOTEBOOK = "conv2d-numpy.ipynb"
@@ -177,11 +178,15 @@ def check_results(results: dict) -> None:
 
 def test_the_zip_holds_the_grader_and_one_assignment_only(course, bundle):
     expected = {"setup.sh", "run_autograder", f"solutions/{ASSIGNMENT}/{NOTEBOOK}",
-                f"notebooks/{ASSIGNMENT}/{NOTEBOOK}"}
+                f"notebooks/{ASSIGNMENT}/{NOTEBOOK}", "autograder/course-key"}
     expected |= GRADER
+    made = (course / "autograder" / "course-secret").read_text().strip()  # on first use
     with zipfile.ZipFile(io.BytesIO(bundle)) as archive:
         entries = archive.infolist()
         script = archive.read("run_autograder").decode()
+        key = archive.read("autograder/course-key").decode().strip()
+        assert not any(made.encode() in archive.read(entry) for entry in entries)
+    assert key == course_key(made.encode())  # the HMAC of the secret, never the secret
     names = [entry.filename for entry in entries]
     assert names == sorted(names) and set(names) == expected
     for entry in entries:
@@ -197,7 +202,10 @@ def test_the_zip_holds_the_grader_and_one_assignment_only(course, bundle):
 def test_setup_installs_bubblewrap_and_the_pinned_dependencies():
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     setup = (ROOT / "autograder" / "gradescope" / "setup.sh").read_text()
-    pins = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = project["dependencies"]
+    pins += [pin for pin in project["optional-dependencies"]["course"]
+             if pin.startswith("scikit-learn")]  # the grader's side of assignment 4 reads it
     for pin in pins:
         assert f'"{pin}"' in setup, f"setup.sh does not install {pin} as pyproject.toml pins it"
     torch_pin = next(pin for pin in pins if pin.startswith("torch"))

@@ -236,7 +236,7 @@ def returns_float64(x, weight, bias=None, **arguments):
 
 @pytest.mark.parametrize("fn, sentence", [
     (bias_made_on_the_cpu, "raised RuntimeError: Tensor on device cpu is not on the expected "
-                           "device meta! On the meta device"),
+                           "device meta! (at line "),
     (reads_a_value, "a value read with .item()"),
     (through_numpy_on_the_device, "raised RuntimeError: NotImplementedError: Cannot copy out of "
                                   "meta tensor"),

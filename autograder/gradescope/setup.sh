@@ -15,11 +15,12 @@ python3 -m venv "$VENV"
 "$VENV/bin/pip" install --upgrade pip
 "$VENV/bin/pip" install "torch==2.13.*" --index-url https://download.pytorch.org/whl/cpu
 "$VENV/bin/pip" install "numpy>=1.26,<3" "matplotlib>=3.8,<4" \
-  "nbformat>=5.9" "nbconvert>=7" "ipython>=8"
+  "nbformat>=5.9" "nbconvert>=7" "ipython>=8" \
+  "scikit-learn>=1.4,<2"  # assignment 4's training check reads load_digits (grader side)
 
 # Stop here, not at the first submission, if the environment is broken; and say in the build
 # log whether the sandbox works in this image (run_autograder checks again every time).
-"$VENV/bin/python" -c "import matplotlib, nbformat, numpy, torch; print('torch', torch.__version__)"
+"$VENV/bin/python" -c "import matplotlib, nbformat, numpy, sklearn, torch; print('torch', torch.__version__)"
 cd "$(dirname "$0")"
 "$VENV/bin/python" -c "from autograder.sandbox import bwrap_problem
 print('sandbox:', bwrap_problem() or 'bubblewrap works')"

@@ -21,6 +21,7 @@ import resource
 import signal
 import sys
 import traceback
+from functools import partial
 
 
 def limit_myself(limits: dict) -> bool:
@@ -51,13 +52,13 @@ def main(argv: list[str]) -> None:
     import wire
 
     from convcourse.grading.checks import count_python_lines
-    from convcourse.grading.guard import scipy_convolutions
+    from convcourse.grading.guard import scipy_convolutions, torch_operations
 
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
     seal.withdraw_kernel_handles(torch)
     Server(wire, torch, seal, scipy_convolutions, count_python_lines, alone=alone,
-           requests=requests, replies=replies).serve()
+           requests=requests, replies=replies, torch_operations=torch_operations).serve()
 
 
 class Server:
@@ -65,11 +66,13 @@ class Server:
     requests from the file descriptor ``requests`` and writes replies to ``replies``."""
 
     def __init__(self, wire, torch, seal, scipy_convolutions, count_python_lines, *, alone,
-                 requests: int, replies: int):
+                 requests: int, replies: int, torch_operations=None):
         self.wire, self.torch, self.seal, self.alone = wire, torch, seal, alone
         self.requests, self.replies = requests, replies
         self.scipy_convolutions = scipy_convolutions
         self.count_python_lines = count_python_lines
+        self.torch_operations = torch_operations  # for calls that must be NumPy only
+        self.torch_used: list[str] = []
         self.refused: list[str] = []  # filled by the seal's refusals, from any thread
         self.namespace = {"__name__": "__main__", "__builtins__": __builtins__}
         self.modules: dict[int, object] = {}
@@ -163,8 +166,10 @@ class Server:
             message = str(error)
         except Exception:  # noqa: BLE001  (a hostile __str__)
             message = "(the message could not be read)"
+        where = [[f.filename[:200], f.lineno or 0, f.name[:100], (f.line or "")[:300]]
+                 for f in frames[-5:]]  # the last few, for the feedback's "at line ..."
         return {"type": type(error).__name__[:100], "bases": bases, "message": message[:4000],
-                "traceback": "".join(lines)[-8000:]}
+                "traceback": "".join(lines)[-8000:], "frames": where}
 
     # --- requests ---------------------------------------------------------------------------
 
@@ -172,6 +177,7 @@ class Server:
         decoder = self.wire.Decoder(arrays, make_tensor=self.make_tensor)
         reply: dict = {"ok": True}
         used, before = [], len(self.refused)
+        self.torch_used = []
         with self.scipy_convolutions(used):  # SciPy is absent from a real sandbox; in case
             try:
                 result = self.dispatch(header, decoder, reply)
@@ -181,6 +187,8 @@ class Server:
         used += self.refused[before:]
         if used:
             reply["library"] = sorted(set(used))
+        if self.torch_used:
+            reply["torch"] = sorted(set(self.torch_used))[:5]
         if not reply["ok"]:
             return reply, []
         encoder = self.wire.Encoder(strict=False, describe_module=self.describe_module)
@@ -203,17 +211,28 @@ class Server:
     def dispatch(self, header: dict, decoder, reply: dict):
         op, torch = header.get("op"), self.torch
         if op == "backward":
-            out, leaves = self.graphs.pop(int(header["graph"]))
+            # Kept for more backward passes (gradcheck runs one per output value); the oldest
+            # graphs are dropped as new ones come.
+            out, leaves = self.graphs[int(header["graph"])]
             grad_output = decoder(header["grad_output"])
-            grads = torch.autograd.grad(out, leaves, grad_output, allow_unused=True)
+            grads = torch.autograd.grad(out, leaves, grad_output, allow_unused=True,
+                                        retain_graph=True)
             return list(grads)
         if "rng" in header:
             torch.set_rng_state(decoder(header["rng"]))
         args, kwargs = decoder(header["args"]), decoder(header["kwargs"])
         if op == "call":
             target = self.namespace[header["name"]]
+            if header.get("method") == "apply":  # a torch.autograd.Function's entry point
+                target = target.apply
             if header.get("count_lines"):
-                return self.count_python_lines(target, *args, **kwargs)
+                target = partial(self.count_python_lines, target)
+            if header.get("numpy_only"):  # the same rule as the check's, in this process
+                with self.torch_operations() as used:
+                    try:
+                        return target(*args, **kwargs)
+                    finally:
+                        self.torch_used += used
             return target(*args, **kwargs)
         if op == "module_call":
             module = self.modules[int(header["module"])]

@@ -4,7 +4,8 @@ A message is a JSON tree plus, when it carries arrays, one ``.npz`` archive read
 ``allow_pickle=False``; nothing is ever unpickled. Tensors travel as arrays with their dtype,
 device and ``requires_grad`` beside them; a meta tensor travels as its shape alone. A value of
 any other type becomes an :class:`Opaque` stand-in that keeps only its type's name, so an
-object with a rigged ``__eq__`` or ``__array__`` cannot cross.
+object with a rigged ``__eq__`` or ``__array__`` cannot cross. The one kind of function that
+crosses is a test's probe (``convcourse.grading.probes``), by its name.
 
 This file runs on both sides: the trusted grader imports it as ``autograder.sandboxed.wire``,
 the sandbox's runner as ``wire`` (its neighbour in the folder the sandbox mounts).
@@ -20,6 +21,8 @@ import zipfile
 
 import numpy as np
 import torch
+
+from convcourse.grading.probes import PROBES, Probe
 
 #: The largest message either side accepts (bytes of JSON plus arrays).
 MAX_MESSAGE = 256 << 20
@@ -68,7 +71,8 @@ class Encoder:
     def array(self, value: np.ndarray) -> int:
         if value.dtype.hasobject:
             raise WireError("arrays of Python objects cannot cross")
-        self.arrays.append(np.ascontiguousarray(value))
+        # (np.ascontiguousarray would turn a 0-d array into shape (1,))
+        self.arrays.append(value if value.flags.c_contiguous else value.copy(order="C"))
         return len(self.arrays) - 1
 
     def tensor(self, value: torch.Tensor) -> dict:
@@ -112,6 +116,8 @@ class Encoder:
             return {"$npdtype": value.str}
         if self.describe_module is not None and isinstance(value, torch.nn.Module):
             return self.describe_module(value, self)
+        if isinstance(value, Probe) and PROBES.get(value.name) is value:
+            return {"$probe": value.name}  # a test's function of x crosses by its name
         if self.strict:
             raise WireError(f"a {type(value).__name__} cannot cross to the sandbox")
         return {"$opaque": _type_name(value)}
@@ -176,6 +182,10 @@ class Decoder:
             return np.dtype(str(node["$npdtype"]))
         if "$module" in node and self.make_module is not None:
             return self.make_module(node, self)
+        if "$probe" in node:
+            if node["$probe"] not in PROBES:
+                raise WireError(f"unknown probe {node['$probe']!r}")
+            return PROBES[node["$probe"]].function  # the function alone, not its gradient
         if "$opaque" in node:
             return opaque(str(node["$opaque"]))
         raise WireError(f"unknown value in a message: {sorted(node)[:3]}")

@@ -4,6 +4,9 @@ awkward case, with seeded random inputs so that every run checks the same number
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import os
 from dataclasses import dataclass
 
 import torch
@@ -54,13 +57,25 @@ PADDED = ["stride pair", "padding pair", "dilation with padding", "'same', even 
           "unbatched"]
 
 
+#: The environment variable that holds a course's key: an HMAC of the instructor's secret
+#: (autograder/secret.py), set by the trusted grader in its own process, never the secret.
+COURSE_KEY = "CONVCOURSE_COURSE_KEY"
+
+
 def course_seed(seed: int) -> int:
     """The seed a hidden grid published as ``seed`` is drawn from.
 
     Every hidden grid of the grading package draws its inputs from a generator seeded with
     ``course_seed(its published seed)``, so a course can make its hidden inputs its own.
+    Without a course key (a learner running their own notebook) it is ``seed`` itself; with
+    one (``$CONVCOURSE_COURSE_KEY``), a 63-bit number derived from the key and ``seed``
+    (HMAC-SHA256), the same for the same key, unknown to whoever lacks the key.
     """
-    return seed
+    key = os.environ.get(COURSE_KEY, "")
+    if not key:
+        return seed
+    digest = hmac.new(key.encode(), f"hidden grid {seed}".encode(), hashlib.sha256).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
 
 
 def make_case(spec: Spec, *, generator: torch.Generator, dtype=torch.float64, device="cpu",

@@ -10,8 +10,12 @@ many cases go through :func:`check_all`, which fails once, listing the first few
 from __future__ import annotations
 
 import contextlib
+import linecache
+import re
 import sys
+import traceback
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -36,7 +40,11 @@ class NotWritten(AssertionError):
 
 
 class LearnerRaised(AssertionError):
-    """The learner's code raised an exception (other than the stub's) where a value was due."""
+    """The learner's code raised an exception (other than the stub's) where a value was due.
+
+    Its message names the exception and, where it can be found, the learner's own line that
+    raised it (:func:`learner_line`).
+    """
 
 
 def is_stub(error: BaseException) -> bool:
@@ -49,11 +57,75 @@ def name_of(fn: Callable) -> str:
     return getattr(fn, "__name__", type(fn).__name__)
 
 
+#: Where code that is not the learner's lives: this package, the grader, installed libraries.
+_NOT_LEARNERS = (str(Path(__file__).resolve().parents[1]), sys.prefix, sys.base_prefix,
+                 sys.exec_prefix, "<frozen")
+#: The names the grader gives its own test cells (autograder/score.py).
+_GRADERS_CELLS = ("<test>", "<test set-up>")
+
+
+def _is_learners(filename: str) -> bool:
+    """Whether a frame's file is the learner's: a notebook cell or a file of theirs, never this
+    package, the grader's test cells or an installed library."""
+    if filename in _GRADERS_CELLS or "autograder" in Path(filename).parts:
+        return False
+    return not filename.startswith(_NOT_LEARNERS)
+
+
+def _cell_name(filename: str) -> str:
+    """A frame's file as a learner knows it: ``cell conv2d_numpy``, ``cell 12``, a file name."""
+    sandboxed = re.fullmatch(r"<cell (.*)>", filename)
+    if sandboxed:
+        return f"cell {sandboxed.group(1)}"
+    ipython = re.fullmatch(r"<ipython-input-(\d+)-[0-9a-f]+>", filename)
+    if ipython:
+        return f"cell In[{ipython.group(1)}]"
+    if re.search(r"ipykernel_\d+", filename):
+        return f"cell {Path(filename).stem}"  # IPython 8: /tmp/ipykernel_<pid>/<hash>.py
+    return Path(filename).name
+
+
+def learner_line(error: BaseException) -> str | None:
+    """Where the learner's own code raised ``error``: ``line 12 of cell conv2d_numpy,
+    `out = x @ w```, from the deepest of the learner's frames; None if none is theirs.
+
+    A stand-in for a function running in the sandbox brings its frames along
+    (``learner_frames``, the sandbox's cells only); otherwise they come from the traceback,
+    leaving out this package, the grader's cells and installed libraries, so that feedback
+    never shows the checks' or the hidden tests' source.
+    """
+    frames = getattr(error, "learner_frames", None)
+    if frames is None:
+        frames = traceback.extract_tb(error.__traceback__)
+    own = [frame for frame in frames if _is_learners(frame.filename)]
+    if not own:
+        return None
+    frame = own[-1]
+    source = (frame.line or linecache.getline(frame.filename, frame.lineno or 0)).strip()
+    where = f"line {frame.lineno} of {_cell_name(frame.filename)}"
+    if frame.name not in ("<module>", "", None):
+        where += f" (in {frame.name})"
+    if len(source) > 120:
+        source = source[:117] + "..."
+    return where + (f": `{source}`" if source else "")
+
+
+def _raised(fn: Callable, error: BaseException) -> LearnerRaised:
+    """The report of ``error``, raised by the learner's ``fn``: what, and at which line."""
+    text = str(error)
+    if len(text) > 300:
+        text = text[:297] + "..."
+    message = f"{name_of(fn)} raised {type(error).__name__}" + (f": {text}" if text else "")
+    line = learner_line(error)
+    return LearnerRaised(message + (f" (at {line})" if line else ""))
+
+
 def call_learner(fn: Callable, *args, **kwargs):
     """``fn(*args, **kwargs)`` with library convolutions refused; a failure is reported.
 
     Raises :class:`NotWritten` for the stub, :class:`LearnerRaised` for any other exception of
-    the learner's, and ``AssertionError`` saying so when ``fn`` used a library convolution.
+    the learner's (with the learner's line that raised it, :func:`learner_line`), and
+    ``AssertionError`` saying so when ``fn`` used a library convolution.
     """
     with library_convolutions() as used:
         try:
@@ -61,11 +133,10 @@ def call_learner(fn: Callable, *args, **kwargs):
         except NotImplementedError as error:
             if is_stub(error):
                 raise NotWritten(fn) from None
-            raise LearnerRaised(f"{name_of(fn)} raised NotImplementedError: {error}") from None
+            raise _raised(fn, error) from None
         except Exception as error:  # noqa: BLE001  (any failure of learner code is reported)
             if not used:
-                raise LearnerRaised(f"{name_of(fn)} raised {type(error).__name__}: "
-                                    f"{error}") from None
+                raise _raised(fn, error) from None
     if used:
         raise AssertionError(
             f"{name_of(fn)} called a library convolution ({', '.join(sorted(set(used)))}): a "

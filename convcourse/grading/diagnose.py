@@ -14,6 +14,10 @@ makes "flipped" and "not flipped" the same, and then the flip is not a candidate
 shape, the mistakes whose output has that shape name the likely cause, and the message always
 gives the expected shape and nn.Conv2d's size formula with the case's numbers.
 
+After the table, :mod:`convcourse.grading.structure` explains what it cannot: which argument
+value would give a wrong size, and how wrong values relate to the right ones (a factor, a
+shift, an activation, rounding, the border, some channels...).
+
 :func:`diagnose` never raises on what a learner's function returned (a ragged list, a 0-d or
 an object array, a complex or a huge array, an arbitrary object): it answers with a sentence.
 """
@@ -29,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from convcourse.grading.structure import explain_shape, explain_values
 from convcourse.reference import (
     TOLERANCES,
     Conv2dCase,
@@ -581,7 +586,8 @@ def _shape_problem(out: _Output, case: Conv2dCase, expected: torch.Tensor) -> st
                           "channels of the group and the kernel's taps, once per output value.")
     same_shape = [(m, o) for m, o in mistake_outputs(case, expected) if tuple(o.shape) == shape]
     if not same_shape:
-        return message
+        structural = explain_shape(shape, _on_cpu(case), want)
+        return message + (f" {structural}" if structural else "")
     values = None
     if math.prod(shape) <= 10 * expected.numel() + 1000:  # never copy a huge wrong answer
         values = out.values()
@@ -632,6 +638,9 @@ def _value_problem(out: _Output, values: torch.Tensor, case: Conv2dCase,
     for mistake, output in mistake_outputs(case, expected):
         if _allclose(values, output, tolerance):
             return mistake.message(case) + dtype_note
+    structural = explain_values(values, _on_cpu(case), expected, tolerance)
+    if structural:
+        return structural + dtype_note
     return _where_it_differs(values, case, expected, tolerance) + dtype_note
 
 

@@ -113,3 +113,48 @@ def library_convolutions():
             yield seen
     finally:
         _ACTIVE.pop()  # guards nest, so the innermost leaves first
+
+
+class TorchOperationError(RuntimeError):
+    """Raised inside a NumPy-only call at the moment it runs a PyTorch operator."""
+
+
+#: The lists of the NumPy-only blocks active now, innermost last.
+_NUMPY_ONLY: list[list[str]] = []
+
+
+class _AnyOperator(TorchDispatchMode):
+    def __init__(self, seen: list[str]):
+        super().__init__()
+        self.seen = seen
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.seen.append(str(func))
+        raise TorchOperationError(f"{func} is a PyTorch operator")
+
+
+@contextlib.contextmanager
+def torch_operations():
+    """Record (and refuse) every PyTorch operator run inside the block, for a function that
+    must compute with NumPy alone (a backward pass written by hand: autograd would run
+    operators). Yields the list of operators used; a function that runs in the grader's
+    sandbox is asked to apply the same rule there (:func:`numpy_only`)."""
+    seen: list[str] = []
+    _NUMPY_ONLY.append(seen)
+    try:
+        with _AnyOperator(seen):
+            yield seen
+    finally:
+        _NUMPY_ONLY.pop()
+
+
+def numpy_only() -> bool:
+    """Whether the calling code is inside :func:`torch_operations`."""
+    return bool(_NUMPY_ONLY)
+
+
+def report_torch_operations(names: list[str]) -> None:
+    """Record operators that NumPy-only code ran in another process, and refuse them."""
+    for seen in _NUMPY_ONLY:
+        seen.extend(names)
+    raise TorchOperationError(f"{', '.join(names)} is a PyTorch operator")

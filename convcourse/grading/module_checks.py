@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
-from convcourse.grading.cases import PADDED, SPECS
+from convcourse.grading.cases import PADDED, SPECS, course_seed
 from convcourse.grading.checks import (
     LearnerRaised,
     about,
@@ -44,7 +44,7 @@ NAMES = ("x", "weight", "bias")
 
 
 def _grad_output(shape, like: torch.Tensor, seed: int = GRAD_SEED) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(course_seed(seed))
     return torch.randn(shape, generator=generator, dtype=torch.float64).to(like.device,
                                                                           like.dtype)
 
@@ -200,7 +200,7 @@ def _seeded(seed: int, device: torch.device):
     ``device``'s if it is a GPU: parameters on a GPU are drawn by its generator)."""
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices, device_type="cuda"):
-        torch.manual_seed(seed)
+        torch.manual_seed(course_seed(seed))
         yield
 
 
@@ -313,7 +313,7 @@ def _input_for(reference: nn.Conv2d, *, batch: int = 2) -> torch.Tensor:
     span_h, span_w = d_h * (k_h - 1) + 1, d_w * (k_w - 1) + 1
     h = max(span_h + 2 * s_h, 2 * max(pads[0], span_h) + 1, 5)
     w = max(span_w + 2 * s_w, 2 * max(pads[1], span_w) + 1, 6)
-    generator = torch.Generator().manual_seed(INIT_SEED)
+    generator = torch.Generator().manual_seed(course_seed(INIT_SEED))
     x = torch.randn(batch, reference.in_channels, h, w, generator=generator, dtype=torch.float64)
     return x.to(reference.weight.device, reference.weight.dtype)
 

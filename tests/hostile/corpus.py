@@ -15,6 +15,7 @@ assumed: the learner knows the grader's layout exactly.
 from __future__ import annotations
 
 import copy
+import hashlib
 import string
 import textwrap
 from collections.abc import Callable
@@ -700,18 +701,20 @@ with torch.no_grad():
 return out.numpy().astype(np.asarray(args[0]).dtype)
 '''
 
-#: At top level, where library calls are allowed: nn.Conv2d's answers to every call the
-#: visible tests make, their inputs rebuilt by running the visible tests' own code.
-ANSWER_TABLE = '''
+#: A call's arguments as a string: the key of the tables below.
+FINGERPRINT = '''
 import hashlib
 import sys
-
-from convcourse.reference import Conv2dCase, as_tensor, reference_conv2d
 
 def _fingerprint(args, kwargs):
     parts = [(a.shape, str(a.dtype), hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest())
              if isinstance(a, np.ndarray) else repr(a) for a in args]
     return repr((parts, sorted(kwargs.items())))
+'''
+#: At top level, where library calls are allowed: nn.Conv2d's answers to every call the
+#: visible tests make, their inputs rebuilt by running the visible tests' own code.
+ANSWER_TABLE = FINGERPRINT + '''
+from convcourse.reference import Conv2dCase, as_tensor, reference_conv2d
 
 _ANSWERS = {}
 
@@ -748,6 +751,82 @@ raise ValueError("refused")
 
 def answer_table(kit: Kit) -> str:
     return f"VISIBLE_TESTS = {visible_tests(kit)!r}\n" + ANSWER_TABLE
+
+
+#: A table pasted into the notebook as text: nn.Conv2d's answer to every call that
+#: conv2d_numpy's test cells make, hidden tests included, computed beforehand from the
+#: published seeds (solutions/ is public). No convolution runs while it is graded.
+PASTED_TABLE = FINGERPRINT + '''
+import base64
+import io
+
+_STORED = np.load(io.BytesIO(base64.b64decode(_PASTED)), allow_pickle=False)
+_ANSWERS = {name: _STORED[name] for name in _STORED.files}
+
+def _key(args, kwargs):
+    return "k" + hashlib.sha256(_fingerprint(args, kwargs).encode()).hexdigest()
+'''
+LOOK_UP_PASTED = LOOK_UP_OR_REFUSE.replace("_ANSWERS.get(_fingerprint(args, kwargs))",
+                                           "_ANSWERS.get(_key(args, kwargs))")
+
+
+def pasted_table(kit: Kit) -> str:
+    """The scratch cell a learner would paste: every answer conv2d_numpy's test cells expect
+    under the published seeds, recorded by running those cells (the instructor's source, as
+    published) with recorders in place of the checks, stored as a base64 .npz."""
+    import base64
+    import io
+
+    import numpy as np
+
+    from autograder.score import trusted_namespace
+    from convcourse.reference import Conv2dCase, as_tensor, reference_conv2d
+
+    helpers: dict = {"np": np}
+    exec(FINGERPRINT, helpers)  # noqa: S102  (our own snippet: the key the learner computes)
+    answers: dict[str, np.ndarray] = {}
+
+    def record(case: Conv2dCase, padding_mode: bool) -> None:
+        call = case.inputs("numpy"), case.arguments(padding_mode=padding_mode)
+        key = helpers["_fingerprint"](*call).encode()
+        answers["k" + hashlib.sha256(key).hexdigest()] = reference_conv2d(case).numpy()
+
+    def check_conv2d(fn, x, weight, bias=None, **arguments):
+        record(Conv2dCase(as_tensor(x), as_tensor(weight),
+                          None if bias is None else as_tensor(bias), **arguments),
+               "padding_mode" in arguments)
+
+    def check_conv2d_cases(fn, cases, *, kind, padding_mode=True, show=3):
+        for case in cases:
+            record(case, padding_mode)
+
+    source = nbformat.read(kit.targets.repository / "solutions" / ASSIGNMENT / FILE,
+                           as_version=4)
+    namespace = trusted_namespace(source)
+    namespace.update(check_conv2d=check_conv2d, check_conv2d_cases=check_conv2d_cases,
+                     check_refuses=_ignore, check_vectorised=_ignore, conv2d_numpy=None,
+                     conv2d_naive=None)
+    for cell in source.cells:
+        if is_test(cell) and "conv2d_numpy" in cell.source:
+            exec(cell.source, namespace)  # noqa: S102  (the published tests, recording)
+    stored = io.BytesIO()
+    np.savez_compressed(stored, **answers)
+    return f"_PASTED = {base64.b64encode(stored.getvalue()).decode()!r}\n" + PASTED_TABLE
+
+
+def _ignore(*args, **kwargs) -> None:
+    return None
+
+
+def drawn_cells() -> tuple[str, ...]:
+    """conv2d_numpy's test cells whose hidden tests draw a grid of cases (conv2d_cases, through
+    course_seed): those a pasted table passes without a course secret and fails with one."""
+    from autograder.notebook import hidden_test_lines
+
+    source = nbformat.read(REPOSITORY / "solutions" / ASSIGNMENT / FILE, as_version=4)
+    return tuple(cell.metadata["nbgrader"]["grade_id"] for cell in source.cells
+                 if is_test(cell) and "conv2d_numpy" in cell.source
+                 and any("conv2d_cases(" in line for line in hidden_test_lines(cell)))
 
 
 #: Writes a reply in the runner's place: a few MB of .npz that inflate to ``nbytes``.
@@ -902,6 +981,12 @@ ENTRIES = [
           "or answered with zeros while lines are counted.",
           notebook(wrapped(LOOK_UP_OR_REFUSE, stub), wrapped(LOOK_UP_OR_REFUSE, stub),
                    [answer_table])),
+    Entry("pasted-table", "conv2d_numpy answers every call of its test cells, hidden ones "
+          "included, from a table computed beforehand with the published seeds and pasted into "
+          "the notebook; any other call is refused (zeros while lines are counted). make grade "
+          "draws the hidden grids with the course secret, so those cells fail.",
+          notebook(numpy=wrapped(LOOK_UP_PASTED, stub), scratch=[pasted_table]), ALL,
+          fails=drawn_cells()),
     Entry("trace-off", "Correct values; conv2d_numpy loops in Python with line counting "
           "switched off around the loop.", notebook(numpy=wrapped(HIDDEN_LOOP_IN_CALL)), ALL,
           fails=("test_numpy_vectorised",)),

@@ -414,18 +414,29 @@ MISTAKES = {
 
 def source(name: str) -> str:
     """The submission of mistake ``name``: the control with that mistake's edits applied."""
-    mistake = MISTAKES[name]
-    text = CONTROL.read_text()
+    return edited(name, MISTAKES[name])
+
+
+def edited(name: str, mistake: Mistake, *, control: Path = CONTROL) -> str:
+    """``control`` (this corpus's by default) with ``mistake``'s edits applied, as a whole
+    submission."""
+    text = control.read_text()
     body = text[text.index('"""', 3) + 3:]  # the control's code, after its docstring
     for old, new in mistake.edits:
         if body.count(old) != 1:
             raise ValueError(f"{name}: the control no longer holds this text once: {old!r}")
         body = body.replace(old, new)
-    return f'"""{mistake.what}\n\nFrom the corpus in tests/mistakes/corpus.py."""' + body
+    return f'"""{mistake.what}\n\nFrom the corpus in tests/mistakes/."""' + body
 
 
-def load(name: str) -> dict:
-    """The names that mistake ``name``'s submission defines (``conv2d_numpy`` among them)."""
+def load(name: str, text: str | None = None) -> dict:
+    """The names that mistake ``name``'s submission (or ``text``) defines (``conv2d_numpy``
+    among them); its lines are in linecache, as a notebook's cells are, for tracebacks."""
+    import linecache
+
+    text = source(name) if text is None else text
+    filename = f"<mistake {name}>"
+    linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
     namespace: dict = {"__name__": f"mistake_{name}"}
-    exec(compile(source(name), f"<mistake {name}>", "exec"), namespace)  # noqa: S102
+    exec(compile(text, filename, "exec"), namespace)  # noqa: S102
     return namespace
