@@ -25,13 +25,22 @@ from convcourse.grading.checks import (
     about,
     call_learner,
     check_all,
+    check_refuses,
     fail_if,
     name_of,
+    python_lines,
 )
 from convcourse.grading.guard import torch_operations
 from convcourse.grading.module_checks import gradient_problem
 from convcourse.grading.probes import PROBES
-from convcourse.reference import TOLERANCES, Conv2dCase, as_tensor, conv2d_forward, exact_float32
+from convcourse.reference import (
+    TOLERANCES,
+    Conv2dCase,
+    as_tensor,
+    conv2d_forward,
+    exact_float32,
+    explicit_padding,
+)
 
 NAMES = ("grad_x", "grad_weight", "grad_bias")
 
@@ -131,8 +140,6 @@ def _close(values: torch.Tensor, expected: torch.Tensor) -> bool:
 
 
 def _grad_x_shape_hint(shape: tuple, case: Conv2dCase) -> str:
-    from convcourse.reference import explicit_padding
-
     left, right, top, bottom = explicit_padding(case)
     rows, cols = unread(case)
     h, w = case.x.shape[-2:]
@@ -318,8 +325,6 @@ def check_conv2d_backward_cases(fn: Callable, pairs: Iterable[tuple[Conv2dCase, 
 def check_backward_refuses(fn: Callable, grad_out, x, weight, **arguments) -> None:
     """Check that ``fn`` raises ``ValueError`` for a ``grad_out`` whose shape is not the
     output's, saying which shape it expected."""
-    from convcourse.grading.checks import check_refuses
-
     case = Conv2dCase(as_tensor(x), as_tensor(weight), None, **arguments)
     check_refuses(fn, f"grad_out has shape {tuple(np.shape(grad_out))}, but the output of "
                   f"this convolution has shape {output_shape(case)}", grad_out, x, weight,
@@ -467,6 +472,7 @@ def digit_network(conv: Callable[..., nn.Module]) -> nn.Sequential:
 def load_digit_data(seed: int = 0, test_size: float = 0.2):
     """scikit-learn's bundled handwritten digits as float64 tensors ``(N, 1, 8, 8)`` in
     [0, 1], split into train and test: ``(x_train, y_train, x_test, y_test)``."""
+    # Imported here: scikit-learn imports SciPy, which the grader's sandbox does not have.
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -537,8 +543,6 @@ def check_backward_vectorised(fn: Callable, small: tuple, large: tuple, weight_s
     """Check that ``fn`` runs about as many lines of Python for x of shape ``large`` as for
     ``small``: loops over the kernel's taps or the groups are fine, loops over images or
     positions are not."""
-    from convcourse.grading.checks import python_lines
-
     generator = torch.Generator().manual_seed(7)
     weight = torch.randn(weight_shape, generator=generator, dtype=torch.float64)
     lines = []
