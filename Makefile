@@ -16,8 +16,8 @@ export JUPYTER_CONFIG_PATH := $(CURDIR)/autograder
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 ASSIGNMENTS := $(notdir $(wildcard solutions/[0-9]*))
 
-.PHONY: help venv book test test-fast lab release grade check gradescope bench clean \
-        sandbox-packages test-packages
+.PHONY: help venv book test test-fast lab release grade check gradescope bench gpu-check \
+        clean sandbox-packages test-packages
 
 # Debian packages the targets need, each as <command or file>:<package>. The sandbox's for
 # grading; the browser's (and a font for it to draw the pages with) for the tests.
@@ -61,6 +61,9 @@ help:
 	@echo "make gradescope ASSIGNMENT=02-numpy   build autograder/dist/<id>-gradescope.zip"
 	@echo "make bench  time the reference solutions against F.conv2d, and make grade against"
 	@echo "           plain nbgrader autograde (submissions per minute, same batch)"
+	@echo "make gpu-check  on a GPU machine: the solutions on CUDA against cuDNN and autograd,"
+	@echo "           the notebooks, the bench's CUDA rows; a report for the issue note (no"
+	@echo "           .venv needed: make gpu-check PYTHON=python3 with a system CUDA torch)"
 	@echo "make clean  remove builds and caches (keeps .venv)"
 
 # One environment for everything: the shared package, the book, nbgrader and the test tools.
@@ -87,12 +90,17 @@ $(BUILD)/.package-stamp: $(wildcard $(PACKAGE)/*.py $(PACKAGE)/figures/*.py)
 book: $(STAMP) $(BUILD)/.package-stamp
 	IPYTHONDIR=$(CURDIR)/book/_ipython $(BIN)/jupyter-book build $(BOOK) -W -n --keep-going $(BOOK_ARGS)
 
+# The suite on pytest-xdist, one worker per CPU (logical: `auto` counts a 2-vCPU machine with
+# one physical core as one) and at most 4 (the book's build, the longest unit of work, sets the
+# pace beyond that); each test file on one worker (tests/conftest.py says why).
+PARALLEL := -n logical --maxprocesses 4 --dist loadfile
+
 test: test-packages $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest $(PARALLEL)
 
 # Contributors' lane: the unit tests, no book build, browser, sandbox or slow run (pyproject).
 test-fast: $(STAMP)
-	$(BIN)/pytest -m "not (book or browser or sandbox or slow)"
+	$(BIN)/pytest $(PARALLEL) -m "not (book or browser or sandbox or slow)"
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab
@@ -123,6 +131,11 @@ gradescope: $(STAMP)
 bench: sandbox-packages $(STAMP)
 	cd tests && export PYTHONPATH=$(CURDIR) && ../$(BIN)/python bench.py $(BENCH_ARGS) && \
 	  ../$(BIN)/python bench_grading.py $(BENCH_ARGS)
+
+# No .venv: a GPU machine may offer only a system Python with a CUDA torch, numpy and
+# scikit-learn. $(PYTHON) (python3) is .venv's where there is one, PATH putting it first.
+gpu-check:
+	$(PYTHON) tests/gpu_check.py $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf book/_build .pytest_cache .ruff_cache

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import copy
 import functools
-import html
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import nbformat
 
+from autograder import plain
 from autograder.notebook import nbgrader_meta
 
 if TYPE_CHECKING:  # the results are made in score.py, which makes their feedback here
@@ -53,19 +53,17 @@ def feedback_notebook(release, submission, result: NotebookResult, errors: dict)
                                                 "submission.)\n" + cell.source)
             if grade_id in errors:
                 error = errors[grade_id]
-                cell.outputs = [_error_output(str(error.get("type")), str(error.get("message")),
-                                              str(error.get("traceback", "")))]
+                cell.outputs = [_error_output(error.type, error.message, error.traceback)]
         if grade_id in outcomes:
             outcome = outcomes[grade_id]
             cell.outputs = ([nbformat.v4.new_output("stream", name="stdout", text=(
                 f"Passed: {outcome.score:g} of {outcome.points:g} points.\n"))]
                 if outcome.message is None else [_error_output("Failed", outcome.message)])
     notes = ([result.problem] if result.problem else []) + result.notes
-    if notes:  # notes quote learner-made text (cell labels, messages): escaped, never markup
+    if notes:  # notes quote learner-made text (cell labels, messages): one line of text each
         notebook.cells.insert(0, nbformat.v4.new_markdown_cell(
             "**Notes from the grader**\n\n" + "\n".join(
-                f"- {html.escape(note)}".replace("*", "&#42;").replace("`", "&#96;")
-                .replace("[", "&#91;").replace("_", "&#95;") for note in notes)))
+                f"- {plain.markdown(note)}" for note in notes)))
     return notebook
 
 

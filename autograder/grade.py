@@ -3,10 +3,11 @@
     python -m autograder.grade ASSIGNMENT SUBMISSIONS [--workers N] [--unsafe] [--force]
 
 SUBMISSIONS is a folder with one sub-folder per learner (``<student_id>/<notebook>.ipynb``)
-or an LMS zip, which nbgrader's ``zip_collect`` unpacks (file names are matched by the
-``FileNameCollectorPlugin.named_regexp`` of autograder/nbgrader_config.py). Every submission is
-copied to autograder/submitted/, graded in the sandbox (autograder/score.py), recorded in
-the nbgrader gradebook, and handed back as feedback HTML in autograder/feedback/; all scores
+or an LMS zip, read by autograder/collect.py: learners are named by the zip's top-level names
+only (``<student_id>/...`` or ``<student_id>_..._<notebook>.ipynb``), and whatever cannot be
+collected is listed with its reason. Every submission is copied to autograder/submitted/,
+graded in the sandbox (autograder/score.py), recorded in the nbgrader gradebook, and handed
+back as feedback HTML in autograder/feedback/; all scores
 go to autograder/grades.csv. A learner's grade is written the moment it is ready, with a
 fingerprint of the submission and the tests: a run that was interrupted, or the same batch
 graded again, reuses it (``--force`` grades everything again).
@@ -25,7 +26,6 @@ import hashlib
 import json
 import multiprocessing
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -37,12 +37,12 @@ from pathlib import Path
 
 import nbformat
 
-from autograder import grader_files, secret
+from autograder import grader_files, plain, secret
+from autograder.cgroup import cgroup_note, cgroup_problem
+from autograder.collect import collect
 from autograder.sandbox import Limits, bwrap_problem
 
 REPOSITORY = Path(__file__).resolve().parents[1]
-STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,99}$")
-MAX_SUBMISSION_BYTES = 50 << 20
 
 
 def gradebook_url(root: Path) -> str:
@@ -84,74 +84,7 @@ class Course:
         return digest.hexdigest()
 
 
-# --- collecting ----------------------------------------------------------------------------------
-
-def collect(course: Course, submissions: Path) -> tuple[list[str], dict[str, str]]:
-    """Copy the batch into autograder/submitted/; the learners found, and those refused."""
-    if submissions.is_file() and submissions.suffix == ".zip":
-        return collect_zip(course, submissions)
-    if not submissions.is_dir():
-        raise SystemExit(f"grade: {submissions} is neither a folder of learners' folders nor a "
-                         ".zip file")
-    if submissions.resolve() == (course.work / "submitted").resolve():
-        return sorted(_submitted(course)), {}  # nbgrader's own layout, already in place
-    students, refused = [], {}
-    for folder in sorted(submissions.iterdir()):
-        student = folder.name
-        if not folder.is_dir() or folder.is_symlink():
-            continue
-        if not STUDENT_ID.match(student):
-            refused[student] = ("the folder's name is not a usable student id (letters, "
-                                "digits and _.@+- only)")
-            continue
-        if (folder / course.assignment).is_dir():  # <student>/<assignment>/, as nbgrader has it
-            folder = folder / course.assignment
-        _copy_plain_files(folder, course.folder("submitted", student))
-        students.append(student)
-    return students, refused
-
-
-def _copy_plain_files(folder: Path, target: Path) -> None:
-    """A learner's files, replacing what was there: no links, nothing oversized."""
-    shutil.rmtree(target, ignore_errors=True)
-    target.mkdir(parents=True)
-    for path in folder.rglob("*"):
-        if path.is_file() and not path.is_symlink() \
-                and path.stat().st_size <= MAX_SUBMISSION_BYTES:
-            (target / path.relative_to(folder)).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, target / path.relative_to(folder))
-
-
-def collect_zip(course: Course, archive: Path) -> tuple[list[str], dict[str, str]]:
-    """Let nbgrader's zip_collect unpack an LMS download into autograder/submitted/."""
-    downloaded = course.work / "downloaded" / course.assignment
-    shutil.rmtree(downloaded, ignore_errors=True)
-    (downloaded / "archive").mkdir(parents=True)
-    shutil.copyfile(archive, downloaded / "archive" / archive.name)
-    result = nbgrader(course.root, "zip_collect", course.assignment, "--force")
-    if result.returncode != 0:
-        raise SystemExit(f"grade: nbgrader zip_collect failed:\n{result.stdout[-2000:]}"
-                         f"{result.stderr[-2000:]}")
-    return _students_in(course, downloaded), {}
-
-
-def _submitted(course: Course) -> list[str]:
-    folder = course.work / "submitted"
-    return [p.name for p in folder.iterdir() if (p / course.assignment).is_dir()] \
-        if folder.is_dir() else []
-
-
-def _students_in(course: Course, downloaded: Path) -> list[str]:
-    """Students whose files zip_collect copied this time: its copies are newer than the
-    archive (their folders may have existed before)."""
-    found = []
-    for student in _submitted(course):
-        folder = course.folder("submitted", student)
-        if any(p.stat().st_mtime >= (downloaded / "archive").stat().st_mtime
-               for p in folder.rglob("*") if p.is_file()):
-            found.append(student)
-    return found
-
+# --- nbgrader ----------------------------------------------------------------------------------
 
 def nbgrader(root: Path, *args: str) -> subprocess.CompletedProcess:
     """Run an nbgrader command on the course in ``root`` with this course's configuration."""
@@ -215,10 +148,11 @@ def write_csv(course: Course, results: list[dict]) -> Path:
     if path.exists():
         with path.open(newline="") as file:
             rows = [row for row in csv.DictReader(file) if row["assignment"] != course.assignment]
-    for graded in results:
-        rows.append({"student_id": graded["student_id"], "assignment": course.assignment,
-                     "score": f"{graded['score']:g}", "max_score": f"{graded['max_score']:g}",
-                     "problem": graded.get("problem") or ""})
+    for graded in results:  # learner text (ids, problems naming their files) as plain text
+        rows.append({"student_id": plain.csv_field(graded["student_id"]),
+                     "assignment": course.assignment, "score": f"{graded['score']:g}",
+                     "max_score": f"{graded['max_score']:g}",
+                     "problem": plain.csv_field(graded.get("problem") or "")})
     rows.sort(key=lambda row: (row["assignment"], row["student_id"]))
     scratch = path.with_suffix(".csv.part")
     with scratch.open("w", newline="") as file:
@@ -247,7 +181,7 @@ def submission_key(course: Course, student: str, fingerprint: str) -> str:
     digest = hashlib.sha256(fingerprint.encode())
     folder = course.folder("submitted", student)
     for path in sorted(folder.rglob("*")):
-        if path.is_file():
+        if path.is_file() and not path.is_symlink():  # a link is never followed (THREATS.md)
             digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
@@ -257,10 +191,13 @@ def grade_student(root: str, assignment: str, student: str, key: str, limits: Li
     """Grade every notebook of one learner, the hidden inputs drawn with ``course_key``; write
     the autograded notebooks, the feedback HTML and, last, result.json (its presence means:
     graded)."""
+    import torch
+
     from autograder.feedback import feedback_html
     from autograder.score import grade_submission
 
     secret.use_key(course_key)  # in this trusted worker only; the sandbox never has it
+    torch.manual_seed(0)  # each learner from the same random state, whoever was graded before
     course = Course(Path(root), assignment, key=course_key)
     autograded, feedback = course.folder("autograded", student), course.folder("feedback",
                                                                                student)
@@ -416,6 +353,14 @@ def _grade_in(pool, course: Course, todo: list[str], keys: dict, gradebook, resu
 
 def summary(results: list[dict], refused: dict[str, str], failures: dict[str, str],
             seconds: float) -> str:
+    """What make grade prints at the end: one line of text per learner named, whatever
+    their file names or messages hold (:func:`autograder.plain.line`)."""
+    return "\n".join(plain.line(line, 2000) for line in
+                     _summary_lines(results, refused, failures, seconds))
+
+
+def _summary_lines(results: list[dict], refused: dict[str, str], failures: dict[str, str],
+                   seconds: float) -> list[str]:
     scores = [r["score"] for r in results]
     with_problems = [r for r in results if r.get("problem")]
     lines = [f"Graded {len(results)} submissions in {seconds:.0f} s"
@@ -434,7 +379,7 @@ def summary(results: list[dict], refused: dict[str, str], failures: dict[str, st
         lines.append(f"  not graded: {student!r}: {why}")
     for student, why in failures.items():
         lines.append(f"  not graded, the grader failed (run again to retry): {student}: {why}")
-    return "\n".join(lines)
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -472,6 +417,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.unsafe:
         print("grade: WARNING: --unsafe: learner code runs WITHOUT the sandbox, with your "
               "rights on this machine.", file=sys.stderr)
+    elif (weaker := cgroup_problem()) is not None:
+        print(f"grade: WARNING: {weaker}.", file=sys.stderr)
     limits = Limits(call_seconds=args.call_timeout, cells_seconds=args.cells_timeout,
                     submission_seconds=args.submission_timeout)
     if not args.no_secret:
@@ -488,6 +435,8 @@ def main(argv: list[str] | None = None) -> int:
         isolated=not args.unsafe, force=args.force)
     csv_path = write_csv(course, results)
     print(summary(results, refused, failures, time.monotonic() - started))
+    if not args.unsafe and (note := cgroup_note()) is not None:
+        print(note)
     print(f"Scores: {csv_path}; feedback: {course.work / 'feedback'}/<student>/"
           f"{course.assignment}/")
     return 130 if not complete else 1 if failures else 0

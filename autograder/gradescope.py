@@ -39,7 +39,7 @@ import traceback
 import zipfile
 from pathlib import Path
 
-from autograder import grader_files, secret
+from autograder import grader_files, plain, secret
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 #: Gradescope's two files, kept as templates beside this module.
@@ -141,7 +141,8 @@ def test_entries(result, source, release) -> list[dict]:
             "max_score": test.points,
             "status": "passed" if passed else "failed",
             "output": ("Passed" + (", hidden tests included." if test.grade_id in hidden
-                                   else ".")) if passed else test.message,
+                                   else ".")) if passed else plain.block(test.message),
+            "output_format": "text",  # learner text is shown as typed, never as Markdown
             "visibility": "after_published" if test.grade_id in hidden else "visible",
         })
     return entries
@@ -179,15 +180,15 @@ def grade(assignment: str, root: Path, autograder_root: Path, *,
         if notebook.submitted is not None:
             where = notebook.submitted.relative_to(submission).as_posix()
             expected = f"{result.name}.ipynb"
-            label = where if where == expected else f"{where} as {expected}"
+            label = plain.line(where if where == expected else f"{where} as {expected}")
             summary.append(f"Graded {label}: {result.score:g} of {result.max_score:g} points.")
-        summary += [result.problem] if result.problem else []
-        summary += result.notes
+        summary += [plain.line(note, 2000) for note in
+                    ([result.problem] if result.problem else []) + result.notes]
         tests += test_entries(result, notebook.source, notebook.release)
         score += result.score
     if any(entry["visibility"] == "after_published" for entry in tests):
         summary.append("Tests that also run hidden cases are shown once grades are published.")
-    return {"score": score, "output": "\n".join(summary), "tests": tests,
+    return {"score": score, "output": "\n".join(summary), "output_format": "text", "tests": tests,
             "execution_time": round(time.monotonic() - started, 1)}
 
 

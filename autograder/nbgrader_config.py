@@ -33,11 +33,18 @@ c.CourseDirectory.db_url = f"sqlite:///{HERE / 'gradebook.db'}"
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.Execute.timeout = 600
 
-# An LMS download for `nbgrader zip_collect` (and `make grade SUBMISSIONS=class.zip`) goes to
-# autograder/downloaded/<assignment>/archive/. File names inside it are matched by this
-# pattern: `<student_id>_<anything_>notebook.ipynb`, or `<student_id>/<notebook>.ipynb`
-# (change it to your LMS's naming).
+# LMS zips: `make grade SUBMISSIONS=class.zip` does NOT use nbgrader's zip_collect. It reads the
+# zip itself (autograder/collect.py, whose NAMINGS table holds the naming rules): whose a file is
+# comes only from its top-level name, nested archives are never unpacked, links and escaping
+# paths are refused, and a bad member costs only that file. zip_collect matches this pattern
+# anywhere in a file's path (a learner's folder can then name another learner), unpacks archives
+# inside archives without a limit, and stops at the first duplicate. The settings below are only
+# for instructors who run plain `nbgrader zip_collect` on downloads they trust: the download goes
+# to autograder/downloaded/<assignment>/archive/, and file names are matched by this pattern,
+# `<student_id>_<anything_>notebook.ipynb` or `<student_id>/<notebook>.ipynb`, whose id starts
+# with a letter or digit (never `.`, `..` or a spreadsheet formula).
 c.ZipCollectApp.downloaded_directory = "autograder/downloaded"
 c.FileNameCollectorPlugin.named_regexp = (
-    r"^(?:.*/)?(?P<student_id>[A-Za-z0-9.@+-]+)(?:/|_(?:[^/]*_)?)(?P<file_id>[^/_]+\.ipynb)$"
+    r"^(?:.*/)?(?P<student_id>[A-Za-z0-9][A-Za-z0-9.@+-]*)(?:/|_(?:[^/]*_)?)"
+    r"(?P<file_id>[^/_]+\.ipynb)$"
 )

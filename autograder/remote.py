@@ -16,11 +16,11 @@ use fakes).
 from __future__ import annotations
 
 import builtins
-import traceback
 
 import torch
 from torch import nn
 
+from autograder import replies
 from autograder.sandboxed import wire
 from convcourse.grading.guard import (
     numpy_only,
@@ -38,36 +38,23 @@ def trusted_tensor(array, node: dict) -> torch.Tensor:
 
 
 def learner_exception(error: dict) -> Exception:
-    """The learner's exception, rebuilt from plain data (never a BaseException that could stop
-    the grader: SystemExit and KeyboardInterrupt come back as RuntimeError subclasses)."""
-    name = str(error.get("type", "Exception"))[:100] or "Exception"
+    """The learner's exception, rebuilt from plain data checked by
+    :func:`autograder.replies.learner_error` (never a BaseException that could stop the
+    grader: SystemExit and KeyboardInterrupt come back as RuntimeError subclasses)."""
+    error = replies.learner_error(error)
     base: type = RuntimeError
-    for candidate in error.get("bases", []):
-        found = getattr(builtins, str(candidate), None)
+    for candidate in error.bases:
+        found = getattr(builtins, candidate, None)
         if isinstance(found, type) and issubclass(found, Exception):
             base = found
             break
-    message = str(error.get("message", ""))
     try:
-        exception = type(name, (base,), {"__module__": "learner"})(message)
+        exception = type(error.type, (base,), {"__module__": "learner"})(error.message)
     except Exception:  # noqa: BLE001  (a base whose constructor wants more arguments)
-        exception = type(name, (RuntimeError,), {"__module__": "learner"})(message)
-    exception.learner_traceback = str(error.get("traceback", ""))
-    exception.learner_frames = _frames(error.get("frames"))
+        exception = type(error.type, (RuntimeError,), {"__module__": "learner"})(error.message)
+    exception.learner_traceback = error.traceback
+    exception.learner_frames = error.frames
     return exception
-
-
-def _frames(rows) -> traceback.StackSummary:
-    """The learner's frames as the sandbox listed them, as a StackSummary (checks.call_learner
-    shows the last one); whatever is not a list of (file, line, name, source) is left out."""
-    frames = []
-    for row in rows if isinstance(rows, list) else []:
-        if isinstance(row, list) and len(row) == 4 and isinstance(row[1], int):
-            filename, lineno, name, line = (str(row[0])[:200], row[1], str(row[2])[:100],
-                                            str(row[3])[:300])
-            frames.append(traceback.FrameSummary(filename, lineno, name, line=line,
-                                                 lookup_line=False))
-    return traceback.StackSummary.from_list(frames)
 
 
 def remote_call(session, header: dict, args=(), kwargs=None, *, state=None, rng=False):
@@ -81,21 +68,23 @@ def remote_call(session, header: dict, args=(), kwargs=None, *, state=None, rng=
     if rng:
         header["rng"] = encoder(torch.get_rng_state())
     reply, arrays = session.request(header, encoder.arrays)
-    return _result(session, reply, arrays, encoder.grad_leaves)
+    return _result(session, reply, arrays, encoder.grad_leaves, rng=rng)
 
 
-def _result(session, reply: dict, arrays: dict, leaves: list):
+def _result(session, reply: dict, arrays: dict, leaves: list, *, rng: bool = False):
+    """The value of a reply, as trusted values. The reply's random state is taken only where
+    the request sent ours (``rng``): a reply cannot set the grader's random state unasked."""
     if reply.get("library"):
-        report_library_convolutions([str(name) for name in reply["library"]][:5])
+        report_library_convolutions(replies.names(reply, "library"))
     if reply.get("torch"):
-        report_torch_operations([str(name) for name in reply["torch"]][:5])
-    if not reply.get("ok"):
+        report_torch_operations(replies.names(reply, "torch"))
+    if reply.get("ok") is not True:
         raise learner_exception(reply.get("error") or {})
     decoder = wire.Decoder(arrays, make_tensor=trusted_tensor,
                            make_module=lambda node, dec: RemoteModule.mirror(session, node, dec))
     try:
         value = decoder(reply.get("value"))
-        if "rng" in reply:
+        if rng and "rng" in reply:
             torch.set_rng_state(decoder(reply["rng"]))
     except wire.WireError:
         raise
@@ -142,6 +131,13 @@ class RemoteFunction:
         if type(count) is not int:
             raise wire.WireError("the sandbox's line count is not a number")
         return count
+
+    def cpu_seconds(self, *args, **kwargs) -> float:
+        """CPU time one call takes in the sandbox, measured by the grader from outside it
+        (the sandbox's control group, or its processes in /proc): the learner's code can make
+        it larger, never smaller."""
+        self(*args, **kwargs)
+        return self._session.call_cpu_seconds
 
     def __repr__(self) -> str:
         return f"<function {self.__name__} (runs in the sandbox)>"

@@ -3,10 +3,13 @@
 Inside: a read-only system and Python environment, the parts of the shared ``convcourse``
 package that grading uses (not the book's figures), the folder ``autograder/sandboxed/``
 (mounted read-only as ``/grader``: the runner and what it needs), a private ``/tmp`` and home of
-bounded size, no network, its own process tree, and limits on CPU time, memory, processes,
-file size and open files. Not inside: the rest of the repository (``solutions/``, hidden tests,
-the grader and its gradebook, other learners' folders). The grader talks to it through two
-pipes, with deadlines: a call that does not answer in time is killed with the whole sandbox.
+bounded size, no network, its own process tree, a user of its own (autograder/uids.py), and
+limits on CPU time, memory, processes, file size and open files: per process, and for memory and
+processes also for the whole sandbox (its control group, autograder/cgroup.py, which also
+counts its CPU time for the grader). Not inside: the rest of the repository (``solutions/``,
+hidden tests, the grader and its gradebook, other learners' folders). The grader talks to it
+through two pipes, with deadlines: a call that does not answer in time is killed with the whole
+sandbox.
 """
 
 from __future__ import annotations
@@ -20,17 +23,18 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from autograder import CONVCOURSE_PARTS, SANDBOXED
+from autograder.cgroup import Cgroup, CgroupUnavailable, sandbox_cgroup, tree_cpu_seconds
 from autograder.sandboxed import wire
 from autograder.secret import without_key
+from autograder.uids import fresh_uid
 
 #: Where the sandbox sees the folder autograder/sandboxed/.
 INSIDE = Path("/grader")
-#: Sandboxed processes run as UID_BASE + worker slot, so each one's process limit is its own.
-UID_BASE = 61000
 
 
 @dataclass(frozen=True)
@@ -41,8 +45,10 @@ class Limits:
     cells_seconds: float = 120.0       # running all of the learner's cells once
     submission_seconds: float = 900.0  # everything for one notebook
     cpu_seconds: int = 900             # RLIMIT_CPU of the sandboxed process
-    memory_bytes: int = 4 << 30        # RLIMIT_DATA: heap and private mappings
-    processes: int = 64                # RLIMIT_NPROC (threads count too)
+    memory_bytes: int = 4 << 30        # RLIMIT_DATA (heap and private mappings) of each
+                                       # process, and the cap of all of them together
+    processes: int = 64                # RLIMIT_NPROC and the cgroup's pids.max (threads
+                                       # count too)
     file_bytes: int = 64 << 20         # RLIMIT_FSIZE, and the size of /tmp and home
     output_bytes: int = 32 << 10       # printed output kept for the feedback
     threads: int = 1                   # OMP/MKL threads of the learner's process
@@ -157,12 +163,21 @@ def bwrap_command(slot: int, limits: Limits | None = None) -> list[str]:
     return command
 
 
-def runner_limits(slot: int, limits: Limits, *, isolated: bool) -> dict:
+def sandbox_user(isolated: bool) -> int:
+    """The user a new sandbox runs as: where the grader is root, one of its own, which no
+    sandbox on this host had before (autograder/uids.py); -1 (stay who it is) where the grader
+    is a normal user (bwrap then gives the sandbox a user namespace of its own) or runs learner
+    code unisolated (the instructor's choice)."""
+    return fresh_uid() if isolated and os.getuid() == 0 else -1
+
+
+def runner_limits(uid: int, limits: Limits, *, isolated: bool) -> dict:
     """What the runner applies to itself before it runs any learner code (see its
-    ``limit_myself``): the user to become, and resource limits (0: not limited)."""
+    ``limit_myself``): the user to become (``uid``, from :func:`sandbox_user`), and resource
+    limits of each process (0: not limited)."""
     root = os.getuid() == 0
     return {
-        "uid": UID_BASE + slot if root and isolated else -1,
+        "uid": uid,
         "alone": isolated,  # in a process namespace of its own
         # as a normal user the process limit would count all of the user's processes
         "RLIMIT_NPROC": limits.processes if root else 0,
@@ -180,22 +195,38 @@ class Sandbox:
     def __init__(self, slot: int, limits: Limits, *, isolated: bool = True):
         self.slot, self.limits, self.isolated = slot, limits, isolated
         self.process: subprocess.Popen | None = None
+        self.cgroup: Cgroup | None = None  # None where cgroup.cgroup_problem() says why
+        self.uid = -1  # the user it runs as (sandbox_user)
         self.output = bytearray()
         self.output_total = 0
 
     def start(self) -> None:
+        try:
+            self.cgroup = sandbox_cgroup(self.limits.memory_bytes, self.limits.processes)
+            self.uid = sandbox_user(self.isolated)
+        except (OSError, CgroupUnavailable) as error:
+            self.kill()
+            raise SandboxUnavailable(f"the sandbox's control group or user could not be "
+                                     f"made: {error}") from None
         to_child, self.requests = os.pipe()
         self.replies, from_child = os.pipe()
         # Without isolation (the instructor's explicit choice) only the process and its limits
         # stand between the learner's code and this machine.
         prefix = bwrap_command(self.slot, self.limits) if self.isolated else []
         folder = INSIDE if self.isolated else SANDBOXED
-        limits = runner_limits(self.slot, self.limits, isolated=self.isolated)
+        limits = runner_limits(self.uid, self.limits, isolated=self.isolated)
         command = [*prefix, sys.executable, "-I", str(folder / "runner.py"), str(to_child),
                    str(from_child), json.dumps(limits)]
-        self.process = subprocess.Popen(  # never with the course key (autograder/secret.py)
-            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            pass_fds=(to_child, from_child), env=without_key(dict(os.environ)))
+        if self.cgroup is not None:  # in it before the first process runs anything
+            command = self.cgroup.wrap(command)
+        try:
+            self.process = subprocess.Popen(  # never with the course key (secret.py)
+                command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, pass_fds=(to_child, from_child),
+                env=without_key(dict(os.environ)))
+        finally:
+            if self.process is None:
+                self.kill()
         os.close(to_child)
         os.close(from_child)
         os.set_blocking(self.replies, False)
@@ -228,7 +259,7 @@ class Sandbox:
                 raise self._died() from None
 
     def receive(self, *, deadline: float) -> tuple[dict, dict]:
-        return wire.receive(lambda size: self._read(size, deadline))
+        return wire.receive(lambda size: self._read(size, deadline), wire.REPLY)
 
     def ask(self, header: dict, arrays=(), *, timeout: float) -> tuple[dict, dict]:
         """Send one request and wait for its reply, for ``timeout`` seconds at most."""
@@ -268,10 +299,34 @@ class Sandbox:
         self.kill()
         return SandboxDied(describe_exit(code))
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user and system) that all processes of this running sandbox used so far,
+        as the kernel counts it for the grader, never as the sandbox says. From its cgroup:
+        exact to the microsecond, threads and child processes included, the ended ones too.
+        Without one, from /proc over its process tree (``cgroup.tree_cpu_seconds`` says what
+        that misses)."""
+        if self.cgroup is not None and (seconds := self.cgroup.cpu_seconds()) is not None:
+            return seconds
+        if self.process is None or self.process.poll() is not None:
+            raise SandboxDied("the sandbox has ended: its CPU time went with it")
+        return tree_cpu_seconds(self.process.pid)
+
     def kill(self) -> None:
+        """End every process of the sandbox (with a cgroup, also those that left its process
+        tree or namespace), remove its cgroup and close the pipes."""
         if self.process is not None and self.process.poll() is None:
-            self.process.kill()
+            self.process.kill()  # first: once it has ended, nothing more can join the cgroup
+        if self.cgroup is not None:
+            self.cgroup.kill()
+        if self.process is not None:
             self.process.wait()
+        if self.cgroup is not None:
+            try:
+                self.cgroup.remove()
+            except OSError as error:  # a process stuck in the kernel: its cgroup stays
+                warnings.warn(f"a sandbox's cgroup could not be removed: {error}",
+                              stacklevel=2)
+            self.cgroup = None
         for fd in ("requests", "replies"):
             if getattr(self, fd, None) is not None:
                 try:

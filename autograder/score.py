@@ -110,7 +110,7 @@ def _missing_message(name: str, session: Session) -> str:
     if name in session.errors:
         error = session.errors[name]
         return (f"{name} is not defined, because the cell that defines it raised "
-                f"{error.get('type')}: {str(error.get('message'))[:300]}")
+                f"{error.type}: {error.message[:300]}")
     return (f"{name} is not defined: keep the name given in the notebook (was it renamed, or "
             "its cell deleted or never run?).")
 
@@ -205,8 +205,7 @@ def _cell_error_notes(source, session: Session, most: int = 5) -> list[str]:
     """Errors of cells other than answer cells (those show their own error in the feedback):
     a scratch cell's failure scores nothing, but what it would have defined is missing."""
     answers = set(answer_names(source))
-    notes = [f"cell {label} raised {error.get('type')} while it was graded: "
-             f"{str(error.get('message'))[:300]}"
+    notes = [f"cell {label} raised {error.type} while it was graded: {error.message[:300]}"
              for label, error in session.errors.items() if label not in answers]
     return notes[:most] + ([f"... and {len(notes) - most} more cells raised errors"]
                            if len(notes) > most else [])

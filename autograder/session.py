@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 
+from autograder import replies
 from autograder.sandbox import Limits, Sandbox, SandboxDied, SandboxTimeout, SandboxUnavailable
 from autograder.sandboxed import wire
 
@@ -29,12 +30,13 @@ class Session:
         self.sandbox: Sandbox | None = None
         self.deadline = time.monotonic() + limits.submission_seconds
         self.skipped: set[int] = set()           # program indices left out
-        self.errors: dict[str, dict] = {}        # cell label -> the learner's exception
+        self.errors: dict[str, replies.LearnerError] = {}  # cell label -> its exception
         self.kinds: dict[str, str] = {}
         self.deaths: Counter = Counter()
         self.disabled: dict[str, str] = {}
         self.notes: list[str] = []
         self.printed = ""
+        self.call_cpu_seconds = 0.0  # CPU time of the last request's sandbox, read from outside
 
     def __enter__(self) -> Session:
         self.start()
@@ -66,10 +68,10 @@ class Session:
                              deadline=deadline)
                 while True:
                     event, _ = sandbox.receive(deadline=deadline)
-                    if event.get("event") == "cell":
-                        current = running[int(event["index"])]
-                        continue
-                    break
+                    if event.get("event") != "cell":
+                        break
+                    current = running[replies.cell_event(event, len(running))]
+                errors, self.kinds = replies.done_event(event, len(running), self.names)
             except (SandboxTimeout, SandboxDied, wire.WireError) as failure:
                 sandbox.kill()
                 self.printed = sandbox.printed()
@@ -84,10 +86,8 @@ class Session:
                 self.notes.append(f"Your cell {label} {why}; it was left out and the other "
                                   "cells were run again without it.")
                 continue
-            errors = event.get("errors") or []
             self.errors = {self.program[i]["label"]: error
                            for i, error in zip(running, errors, strict=False) if error}
-            self.kinds = {str(k): str(v) for k, v in (event.get("names") or {}).items()}
             self.sandbox = sandbox
             return
         self.notes.append("Your cells were left out one after another; grading went on "
@@ -107,7 +107,10 @@ class Session:
             self.start()
         timeout = min(self.limits.call_seconds, self.left())
         try:
-            return self.sandbox.ask(header, arrays, timeout=timeout)
+            before = self.sandbox.cpu_seconds()
+            answer = self.sandbox.ask(header, arrays, timeout=timeout)
+            self.call_cpu_seconds = self.sandbox.cpu_seconds() - before
+            return answer
         except SandboxTimeout:
             failure = SandboxTimeout(f"{subject} did not answer within {timeout:g} s (an "
                                      "endless loop, or far too slow?), so it was stopped")

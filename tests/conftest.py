@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import fnmatch
 import functools
 import os
 import shutil
@@ -56,13 +58,65 @@ class BuiltBook:
         return self.html / f"{name}.html"
 
 
+def make_book(*args: str) -> subprocess.CompletedProcess:
+    """``make book ARGS`` on the real book, never two at once on book/_build: another test
+    process (a pytest-xdist worker, another run in this clone) waits for the lock on book/,
+    and its build then finds the execution cache."""
+    folder = os.open(BOOK, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)  # released when the folder is closed
+        return make("book", *args)
+    finally:
+        os.close(folder)
+
+
 @pytest.fixture(scope="session")
 def built_book() -> BuiltBook:
     """The book built once per session by `make book`: strict, executed, cached."""
-    result = make("book")
+    result = make_book()
     log = result.stdout + result.stderr
     assert result.returncode == 0, f"`make book` failed:\n{log[-6000:]}"
     return BuiltBook(html=HTML, log=log)
+
+
+# --- on pytest-xdist's workers (`make test`: -n logical --dist loadfile) ------------------------
+#: Each test file runs on one worker, so that a module's fixture (a graded batch, a generated
+#: course) is made once. The files that build or read the book count as one file: one worker
+#: builds it, once, and runs them all. (Not xdist_group with --dist loadgroup: under pytest
+#: 9.2 it no longer groups anything, pytest-xdist issue 1386.)
+BOOK_FILES = "test_book*.py"
+
+
+def book_file(path: str | Path) -> bool:
+    return fnmatch.fnmatch(Path(path).name, BOOK_FILES)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """--dist loadfile, the book's files one unit of work, and the units handed out in the
+    order the workers collected them (below), not by their number of tests."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class BookFilesTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            file = super()._split_scope(nodeid)
+            return BOOK_FILES if book_file(file) else file
+
+    config.option.loadscopereorder = False
+    return BookFilesTogether(config, log)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """On a worker, the longest work first, so that quick files fill the end of the run: the
+    book's files (the build), then each file with a slow test, then the rest; the order of
+    the tests of one file is kept."""
+    if not hasattr(config, "workerinput"):
+        return
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: 0 if book_file(item.path) else 1 if item.path in slow else 2)
 
 
 @functools.cache

@@ -41,8 +41,15 @@ def without_solution_markers(source: str) -> str:
 class ScratchCourse:
     """A course folder under ``root`` holding one released assignment and its gradebook."""
 
-    def __init__(self, root: Path, assignment: str):
+    def __init__(self, root: Path, assignment: str, *, copy_of: ScratchCourse | None = None):
+        """nbgrader generates ``assignment`` in ``root``; or, given ``copy_of`` (a course of
+        the same assignment, nothing submitted yet), its folder is copied: the same release
+        and gradebook, without running nbgrader again."""
         self.root, self.assignment = root, assignment
+        if copy_of is not None:
+            assert copy_of.assignment == assignment
+            shutil.copytree(copy_of.root, root)
+            return
         shutil.copytree(SOLUTIONS / assignment, root / "solutions" / assignment)
         result = nbgrader("generate_assignment", assignment, "--force", root=root)
         assert result.returncode == 0, result.stdout + result.stderr

@@ -7,7 +7,7 @@ import re
 import shutil
 
 import pytest
-from conftest import BOOK, make, toc_pages
+from conftest import BOOK, make, make_book, toc_pages
 
 # each test runs `make book` on a scratch book or the real one
 pytestmark = [pytest.mark.book, pytest.mark.slow]
@@ -57,7 +57,7 @@ def test_make_book_fails_on_errors_and_warnings(tmp_path, body, builds, evidence
 
 def test_a_rebuild_with_nothing_changed_reuses_the_execution_cache(built_book):
     # --all re-reads every page; each must come from the cache, none be executed again.
-    result = make("book", "BOOK_ARGS=--all")
+    result = make_book("BOOK_ARGS=--all")
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-3000:]
     assert "Executing" not in log

@@ -150,7 +150,7 @@ def test_an_interrupted_run_keeps_what_was_graded_and_the_next_run_finishes(tmp_
 
 
 @pytest.mark.sandbox
-def test_an_lms_zip_is_unpacked_by_nbgrader_zip_collect(tmp_path):
+def test_an_lms_zip_is_collected_by_its_file_names(tmp_path):
     root = scratch_root(tmp_path)
     archive = tmp_path / "download.zip"
     with zipfile.ZipFile(archive, "w") as bundle:

@@ -4,12 +4,16 @@ sandboxed, beside two honest learners.
 Every entry must score exactly what it deserves, cell by cell; nothing a learner does may
 reach another learner's files, the gradebook, grades.csv, the network or files outside its
 sandbox, nor outlive it; the gradebook, result.json and grades.csv must agree; and no feedback
-may show a line of the hidden tests.
+may show a line of the hidden tests. What comes back from a sandbox, however forged, must stay
+data of bounded size and work for the trusted grader: it never makes the grader read a file,
+grow past its memory, overrun a learner's deadline, stop the batch, or put learner-made
+markup or control characters into what people read (notes, the terminal).
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import re
@@ -45,7 +49,11 @@ from autograder.notebook import grade_cells, hidden_test_lines, nbgrader_meta
 from autograder.sandboxed import wire
 
 REPOSITORY = Path(__file__).resolve().parents[1]
-LIMITS = ["--call-timeout", "5", "--cells-timeout", "15"]  # small: hanging entries cost little
+CALL_SECONDS, SUBMISSION_SECONDS = 5, 45
+LIMITS = ["--call-timeout", str(CALL_SECONDS), "--cells-timeout", "15",  # small: hanging
+          "--submission-timeout", str(SUBMISSION_SECONDS)]               # entries cost little
+#: The most a trusted grading process may take: about three times what one does.
+TRUSTED_MEMORY = 1 << 30
 NAMES = [entry.name for entry in ENTRIES]
 BY_NAME = {entry.name: entry for entry in ENTRIES}
 SOURCE = nbformat.read(REPOSITORY / "solutions" / ASSIGNMENT / FILE, as_version=4)
@@ -86,6 +94,70 @@ class Listener:
         self.unix.close()
 
 
+class MemoryWatch:
+    """The largest peak memory (VmHWM) of the grader's own processes while the batch runs: the
+    grade command and what it starts, but not the sandboxes (bwrap and what runs inside)."""
+
+    def __init__(self, pid: int):
+        self.pid, self.peak = pid, 0
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+
+    def trusted(self) -> list[int]:
+        children: dict[int, list[tuple[int, str]]] = {}
+        for entry in Path("/proc").iterdir():
+            try:
+                stat = (entry / "stat").read_text() if entry.name.isdigit() else ""
+            except OSError:
+                continue
+            if stat:  # "pid (name) state ppid ...": the name may hold spaces and parentheses
+                name, rest = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:]
+                children.setdefault(int(rest.split()[1]), []).append((int(entry.name), name))
+        found, todo = [], [self.pid]
+        while todo:
+            pid = todo.pop()
+            found.append(pid)
+            todo += [child for child, name in children.get(pid, []) if name != "bwrap"]
+        return found
+
+    def _watch(self) -> None:
+        while not self.stopped.wait(0.25):
+            for pid in self.trusted():
+                try:
+                    status = Path(f"/proc/{pid}/status").read_text()
+                except OSError:
+                    continue
+                peak = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
+                self.peak = max(self.peak, int(peak.group(1)) << 10 if peak else 0)
+
+    def __enter__(self) -> MemoryWatch:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stopped.set()
+        self.thread.join()
+
+
+def grade(command: list[str], timeout: float) -> tuple[subprocess.CompletedProcess, int]:
+    """Run ``make grade``'s command; what it printed, and its processes' peak memory. Past
+    ``timeout`` its processes are killed, sandboxes included, and TimeoutExpired raised."""
+    process = subprocess.Popen(command, cwd=REPOSITORY, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    with MemoryWatch(process.pid) as watch:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            for pid in reversed(watch.trusted()):  # a stalled worker would outlive the command
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            process.communicate()
+            raise
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr), watch.peak
+
+
 @dataclass
 class Batch:
     root: Path
@@ -97,6 +169,7 @@ class Batch:
     seconds: float
     connections: list[str]                # what reached the listener
     escaped: list[str]                    # the fork bomb's children alive after grading
+    peak_memory: int                      # the most any trusted grading process held, bytes
 
     def result(self, student: str) -> dict:
         return json.loads((self.folder("autograded", student) / "result.json").read_text())
@@ -157,14 +230,13 @@ def batch(tmp_path_factory) -> Batch:
             root / "canary.txt", base / "canary.txt", *(root / "solutions").rglob("*.ipynb"),
             *(root / "notebooks").rglob("*.ipynb"))}
         started = time.monotonic()
-        run = subprocess.run(
+        run, peak_memory = grade(
             [sys.executable, "-m", "autograder.grade", ASSIGNMENT, str(submissions),
-             "--root", str(root), "--workers", "2", *LIMITS],
-            cwd=REPOSITORY, capture_output=True, text=True, timeout=900, check=False)
+             "--root", str(root), "--workers", "2", *LIMITS], timeout=900)
         seconds = time.monotonic() - started
         escaped = reap(marker)
     return Batch(root, submissions, targets, before, canaries, run, seconds,
-                 listener.connections, escaped)
+                 listener.connections, escaped, peak_memory)
 
 
 # --- the batch as a whole ----------------------------------------------------------------------
@@ -173,6 +245,26 @@ def test_the_batch_is_graded_to_the_end(batch):
     assert batch.run.returncode == 0, batch.run.stdout[-3000:] + batch.run.stderr[-3000:]
     for name in NAMES:
         assert (batch.folder("autograded", name) / "result.json").is_file(), name
+
+
+def test_the_summary_and_grades_csv_are_the_graders_own_text(batch):
+    """make grade's summary and grades.csv quote learner-made text (a notebook's file name,
+    say) as text: no control character reaches the terminal or the file, every line of the
+    summary is one the grader starts, and each line of grades.csv is one record."""
+    controls = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+    assert controls.search(batch.run.stdout) is None, batch.run.stdout[-3000:]
+    assert controls.search(batch.run.stderr) is None, batch.run.stderr[-3000:]
+    started = re.compile(r"Graded \d+ submissions in |Mean score |  \S|Scores: ")
+    assert [line for line in batch.run.stdout.splitlines() if not started.match(line)] == []
+    grades = (batch.root / "autograder" / "grades.csv").read_bytes().decode()
+    assert controls.search(grades.replace("\r\n", "\n")) is None
+    assert len(grades.splitlines()) == len(list(csv.reader(io.StringIO(grades, newline=""))))
+
+
+def test_the_grader_stays_small(batch):
+    """What comes back from a sandbox is bounded data, however it was made: no reply or event
+    grows a trusted grading process past TRUSTED_MEMORY."""
+    assert batch.peak_memory < TRUSTED_MEMORY, f"{batch.peak_memory >> 20} MiB"
 
 
 def test_nothing_reached_the_network(batch):
@@ -255,6 +347,23 @@ def html_text(batch: Batch, name: str) -> str:
     return BeautifulSoup(html, "html.parser").get_text()
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_each_learner_is_graded_within_the_deadline(batch, name):
+    """The submission deadline bounds a learner's grading, the grader's own work on what the
+    sandbox sent included (give or take the last call and the feedback's rendering)."""
+    assert batch.result(name)["seconds"] <= SUBMISSION_SECONDS + CALL_SECONDS + 10
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_feedback_stays_small(batch, name):
+    """What a learner's code reports is cut to size: no autograded notebook or feedback page
+    passes 1 MB (an honest one is about a third of that)."""
+    pages = (batch.folder("autograded", name) / FILE,
+             batch.folder("feedback", name) / f"{NOTEBOOK}.html")
+    sizes = {page.name: page.stat().st_size for page in pages}
+    assert max(sizes.values()) < 1 << 20, sizes
+
+
 @pytest.mark.parametrize("name", [e.name for e in ENTRIES if e.says])
 def test_the_feedback_says_why(batch, name):
     text = feedback_text(batch, name)
@@ -279,6 +388,49 @@ def test_no_feedback_shows_hidden_tests(batch, name):
              "feedback page": html_text(batch, name)}
     leaks = [(where, line) for where, text in shown.items() for line in HIDDEN if line in text]
     assert leaks == []
+
+
+def sources(files: dict[str, bytes]) -> str:
+    """Every cell's source of the notebooks among these files (by path), one after another."""
+    found = []
+    for path, content in files.items():
+        if not path.endswith(".ipynb"):
+            continue
+        try:
+            cells = nbformat.reads(content.decode(errors="replace"), as_version=4).cells
+        except Exception:  # noqa: BLE001, S112  (not a notebook: the not-json entry)
+            continue
+        found += [cell.source for cell in cells]
+    return "\n".join(found)
+
+
+RELEASED = sources({FILE: (REPOSITORY / "notebooks" / ASSIGNMENT / FILE).read_bytes()})
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_feedback_shows_files_of_the_grading_machine(batch, name):
+    """The grader never opens a path that the sandbox names: no feedback quotes the canary, or
+    a line of another learner's notebook that is in neither the release nor this learner's."""
+    shown = feedback_text(batch, name) + "\n" + html_text(batch, name)
+    assert f"a canary: {batch.targets.marker}" not in shown
+    known = RELEASED + "\n" + sources(batch.before[name])
+    private = {line.strip() for other in VICTIMS if other != name
+               for line in sources(batch.before[other]).splitlines()
+               if len(line.strip()) >= 30 and line.strip() not in known}
+    assert sorted(line for line in private if line in shown) == []
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_notes_are_plain_text(batch, name):
+    """The grader's notes (a Markdown cell of the feedback) quote learner-made text (messages,
+    class names, cell labels, file names) as text: they render as a bulleted list, with no
+    heading, table, link or code block of a learner's making."""
+    html = (batch.folder("feedback", name) / f"{NOTEBOOK}.html").read_text()
+    title = BeautifulSoup(html, "html.parser").find("strong", string="Notes from the grader")
+    if title is None:
+        return  # no notes
+    notes = title.find_parent(class_="rendered_html")
+    assert {tag.name for tag in notes.find_all(True)} <= {"p", "strong", "ul", "li"}, str(notes)
 
 
 @pytest.mark.parametrize("name", NAMES)

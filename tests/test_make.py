@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,15 +20,40 @@ NEEDED = {"bwrap": "bubblewrap", "chromium": "chromium", "chromedriver": "chromi
 TOOLS = ("make", "sh", "id")
 
 
-def bare_path(tmp_path: Path) -> str:
+#: Where a folder for another user can go: the first whose every parent that user can enter.
+SHARED_TEMP = (tempfile.gettempdir(), "/tmp", "/var/tmp", "/dev/shm")
+
+
+@pytest.fixture
+def public_copy():
+    """A fresh folder that any user can enter and read, holding a copy of what `make test`
+    reads (the Makefile, and pyproject.toml that the environment's stamp depends on) in
+    ``course/``: the clone itself, or pytest's own temporary folders (mode 0700), may be
+    closed to the user the test runs make as."""
+    base = next((Path(folder) for folder in SHARED_TEMP if Path(folder).is_dir() and all(
+        p.stat().st_mode & 0o001 for p in (Path(folder), *Path(folder).parents))), None)
+    if base is None:
+        pytest.skip(f"no temporary folder that every user can enter: {SHARED_TEMP}")
+    folder = Path(tempfile.mkdtemp(prefix="convcourse-make-", dir=base))
+    try:
+        (folder / "course").mkdir()
+        for name in ("Makefile", "pyproject.toml"):
+            shutil.copy(ROOT / name, folder / "course")
+        for path in (folder, *folder.rglob("*")):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        yield folder
+    finally:
+        shutil.rmtree(folder)
+
+
+def bare_path(folder: Path) -> str:
     """A PATH with make and a shell but none of the packages (and no sudo, no apt-get)."""
-    folder = tmp_path / "bin"
-    folder.mkdir()
+    bin_folder = folder / "bin"
+    bin_folder.mkdir()
     for tool in TOOLS:
-        (folder / tool).symlink_to(shutil.which(tool))
-    folder.chmod(0o755)
-    tmp_path.chmod(0o755)
-    return str(folder)
+        (bin_folder / tool).symlink_to(shutil.which(tool))
+    bin_folder.chmod(0o755)
+    return str(bin_folder)
 
 
 def as_a_user(command: list[str]) -> list[str]:
@@ -40,10 +66,11 @@ def as_a_user(command: list[str]) -> list[str]:
     return [setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups", *command]
 
 
-def test_without_root_or_sudo_make_test_stops_at_once_with_the_command_to_run(tmp_path):
+def test_without_root_or_sudo_make_test_stops_at_once_with_the_command_to_run(public_copy):
+    course = public_copy / "course"
     result = subprocess.run(
-        as_a_user([shutil.which("make"), "--no-print-directory", "-C", str(ROOT), "test"]),
-        env={"PATH": bare_path(tmp_path), "HOME": str(tmp_path)},
+        as_a_user([shutil.which("make"), "--no-print-directory", "-C", str(course), "test"]),
+        env={"PATH": bare_path(public_copy), "HOME": str(public_copy)},
         capture_output=True, text=True, check=False, timeout=60)
     # No command is on that PATH; a file is missing only if this machine lacks it.
     missing = [package for need, package in NEEDED.items()

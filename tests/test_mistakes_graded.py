@@ -34,10 +34,10 @@ class Batch:
     def __init__(self, root: Path, shards: int):
         names = list(SUBMISSIONS)
         self.course_of: dict[str, ScratchCourse] = {}
-        courses = []
-        for index in range(shards):
-            course = ScratchCourse(root / f"shard{index}", "02-numpy")
-            courses.append(course)
+        first = ScratchCourse(root / "shard0", "02-numpy")  # generated once, then copied
+        courses = [first, *(ScratchCourse(root / f"shard{index}", "02-numpy", copy_of=first)
+                            for index in range(1, shards))]
+        for index, course in enumerate(courses):
             for name in names[index::shards]:
                 notebooks = copy.deepcopy(course.released())
                 answer_cells(notebooks[NOTEBOOK])["conv2d_numpy"].source = SUBMISSIONS[name]

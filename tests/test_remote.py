@@ -6,6 +6,8 @@ packed and read back as plain data on the way."""
 from __future__ import annotations
 
 import io
+import linecache
+import time
 
 import numpy as np
 import pytest
@@ -13,7 +15,12 @@ import torch
 
 from autograder.remote import RemoteClass, RemoteFunction, RemoteModule, learner_exception
 from autograder.sandboxed import runner, seal, wire
-from convcourse.grading.checks import count_python_lines
+from convcourse.grading.checks import (
+    check_vectorised,
+    count_python_lines,
+    learner_line,
+    python_lines,
+)
 from convcourse.grading.guard import (
     LibraryConvolutionError,
     library_convolutions,
@@ -101,7 +108,30 @@ def test_an_exception_rebuilt_from_hostile_data_is_still_an_exception():
     error = learner_exception({"type": "", "bases": ["UnicodeDecodeError", "BaseException"],
                                "message": "odd"})
     assert isinstance(error, Exception) and str(error) == "odd"  # a base that wants 5 args
-    assert type(error).__name__ == "Exception"
+    assert type(error).__name__ == "LearnerError"  # no usable name of its own
+
+
+def test_a_learners_frames_are_text_and_never_a_file_to_read(tmp_path, monkeypatch):
+    """A frame naming a file (any file the grader could read, or a pipe that would block the
+    read forever) is dropped; a cell's frame keeps the text the sandbox sent, and nothing is
+    looked up, even where that text is empty."""
+    secret = tmp_path / "hidden.py"
+    secret.write_text("HIDDEN = 'a line of the hidden tests'\n")
+    monkeypatch.setattr(linecache, "getline", lambda *args: pytest.fail("a line was looked up"))
+    error = learner_exception({"type": "ValueError", "message": "m\x1b[2J", "frames": [
+        [str(secret), 1, "f", ""], ["/proc/self/fd/0", 1, "f", ""],
+        ["<cell conv2d_numpy>", 3, "conv2d_numpy", ""]]})
+    assert [frame.cell for frame in error.learner_frames] == ["conv2d_numpy"]
+    assert learner_line(error) == "line 3 of cell conv2d_numpy (in conv2d_numpy)"
+    assert str(error) == "m?[2J"  # no escape sequence reaches a terminal or a page
+
+
+@pytest.mark.parametrize("error", [
+    "not a dict", {"frames": "not a list"}, {"frames": [["<cell x>", "1", "f", ""]]},
+    {"message": ["not", "a", "text"]}])
+def test_an_error_that_is_not_plain_data_is_a_wire_error(error):
+    with pytest.raises(wire.WireError):
+        learner_exception(error)
 
 
 def test_a_library_convolution_seen_in_the_sandbox_is_refused_and_reported_here():
@@ -176,3 +206,76 @@ def test_a_learners_module_is_mirrored_and_trained_here():
     out.sum().backward()
     torch.testing.assert_close(module.weight.grad, torch.tensor([2.0, 2.0, 2.0]))
     assert [h["op"] for h in session.headers] == ["call", "module_call", "backward"]
+
+
+class MeasuredSession(RunnerSession):
+    """A RunnerSession that measures each request's CPU time around the learner's code, as
+    the grader's Session measures a sandbox from outside it."""
+
+    call_cpu_seconds = 0.0
+
+    def request(self, header: dict, arrays) -> tuple[dict, dict]:
+        start = time.thread_time()
+        try:
+            return super().request(header, arrays)
+        finally:
+            self.call_cpu_seconds = time.thread_time() - start
+
+
+#: A loop over every output position, compiled as if it were a library's file: the line
+#: counter, which leaves libraries out, sees none of its lines.
+LIBRARY_LOOP = '''
+import sys
+import numpy as np
+
+_SOURCE = """
+def conv2d_numpy(x, weight, bias=None, padding=0):
+    x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    n, c, h, w = x.shape
+    o, _, kh, kw = weight.shape
+    out = np.zeros((n, o, h - kh + 1, w - kw + 1))
+    for image in range(n):
+        for channel in range(o):
+            for i in range(h - kh + 1):
+                for j in range(w - kw + 1):
+                    out[image, channel, i, j] = (x[image, :, i:i + kh, j:j + kw]
+                                                 * weight[channel]).sum() + bias[channel]
+    return out
+"""
+exec(compile(_SOURCE, sys.prefix + "/lib/site-packages/fast.py", "exec"), globals())
+'''
+VECTORISED = '''
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+def conv2d_numpy(x, weight, bias=None, padding=0):
+    x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    windows = sliding_window_view(x, weight.shape[2:], axis=(2, 3))
+    return np.einsum("nchwij,ocij->nohw", windows, weight, optimize=True) + bias[:, None, None]
+'''
+
+
+@pytest.mark.parametrize(("code", "vectorised"), [(LIBRARY_LOOP, False), (VECTORISED, True)])
+def test_vectorised_is_decided_by_cpu_time_measured_outside_the_learners_code(code, vectorised):
+    """A pixel loop hidden from the line counter still takes its CPU time, which the learner's
+    code cannot make smaller."""
+    rng = np.random.default_rng(31)
+    weight, bias = rng.standard_normal((3, 2, 3, 3)), rng.standard_normal(3)
+    small, large = rng.standard_normal((1, 2, 6, 6)), rng.standard_normal((16, 2, 24, 24))
+    learner = RemoteFunction(MeasuredSession(code), "conv2d_numpy")
+    assert python_lines(learner, large, weight, bias, padding=1) < 30  # the counter is fooled
+    if vectorised:
+        check_vectorised(learner, small, large, weight, bias, padding=1)
+    else:
+        with pytest.raises(AssertionError, match="measured outside your code"):
+            check_vectorised(learner, small, large, weight, bias, padding=1)
+
+
+def test_a_reply_sets_the_graders_random_state_only_when_asked_for_it():
+    state = torch.get_rng_state()
+    forged = {"ok": True, "value": 1, "rng": {"$tensor": 0, "dtype": "uint8", "device": "cpu",
+                                              "shape": [len(state)], "requires_grad": False,
+                                              "parameter": False}}
+    session = CannedSession(forged, {"a0": np.zeros(len(state), dtype=np.uint8)})
+    assert RemoteFunction(session, "f")() == 1
+    assert torch.equal(torch.get_rng_state(), state)

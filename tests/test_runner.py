@@ -118,11 +118,11 @@ def session():
 def test_the_cells_run_and_each_name_is_reported_with_its_kind(session):
     assert session.kinds == {"double": "function", "Box": "class", "N": "other",
                              "broken": "missing", "absent": "missing", "leave": "function"}
-    assert session.errors["broken"]["type"] == "SyntaxError"
+    assert session.errors["broken"].type == "SyntaxError"
     scratch = session.errors["scratch"]
-    assert (scratch["type"], scratch["message"]) == ("KeyError", "'scratch'")
-    assert scratch["bases"] == ["KeyError", "LookupError", "Exception", "BaseException", "object"]
-    assert "<cell scratch>" in session.errors["scratch"]["traceback"]
+    assert (scratch.type, scratch.message) == ("KeyError", "'scratch'")
+    assert scratch.bases == ("KeyError", "LookupError", "Exception", "BaseException", "object")
+    assert "<cell scratch>" in session.errors["scratch"].traceback
     assert set(session.errors) == {"broken", "scratch"}  # the magic cell ran
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from autograder import score
 from autograder.remote import trusted_tensor
+from autograder.replies import learner_error
 from autograder.sandboxed import wire
 from autograder.score import SetupError, grade_notebook, grade_submission, run_tests
 
@@ -98,7 +99,8 @@ def test_each_test_cell_scores_its_points_or_zero_with_its_message():
 
 @pytest.mark.parametrize(("kinds", "errors", "says"), [
     ({"triple": "other"}, {}, "triple is defined, but not as a function or class"),
-    ({"triple": "missing"}, {"triple": {"type": "IndentationError", "message": "oops"}},
+    ({"triple": "missing"},
+     {"triple": learner_error({"type": "IndentationError", "message": "oops"})},
      "because the cell that defines it raised IndentationError: oops"),
 ])
 def test_a_missing_answer_says_why_it_is_missing(kinds, errors, says):

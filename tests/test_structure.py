@@ -5,7 +5,6 @@ line, and a correct output is never blamed."""
 from __future__ import annotations
 
 import re
-import traceback
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ import torch
 from mistakes import unlisted
 from mistakes.corpus import load
 
+from autograder.replies import LearnerFrame
 from convcourse.grading.cases import conv2d_cases
 from convcourse.grading.checks import LearnerRaised, call_learner, check_conv2d, learner_line
 from convcourse.grading.diagnose import diagnose, mistake_outputs
@@ -190,6 +190,5 @@ def test_a_crash_in_the_graders_cells_is_never_shown():
 def test_a_sandboxed_crash_brings_its_learners_frames():
     """A stand-in's exception carries the sandbox's frames (cells named <cell label>)."""
     error = RuntimeError("boom")
-    error.learner_frames = traceback.StackSummary.from_list(
-        [("<cell conv2d_numpy>", 12, "conv2d_numpy", "out = x @ w")])
+    error.learner_frames = (LearnerFrame("conv2d_numpy", 12, "conv2d_numpy", "out = x @ w"),)
     assert learner_line(error) == "line 12 of cell conv2d_numpy (in conv2d_numpy): `out = x @ w`"

@@ -142,15 +142,50 @@ def test_a_frame_larger_than_the_limit_is_neither_sent_nor_read(monkeypatch):
         wire.pack({"text": "x" * 2000})
     declared = struct.pack("<II", 10, 5000) + b"{}"
     with pytest.raises(wire.WireError, match="too large"):
-        wire.receive(frame_reader(declared))
+        wire.receive(frame_reader(declared), wire.Budget(message_bytes=1000))
 
 
-def test_an_archive_declaring_more_than_the_limit_is_refused(monkeypatch):
+def test_an_archive_declaring_more_than_the_limit_is_refused():
     frame = wire.pack({}, [np.zeros(200)])
-    monkeypatch.setattr(wire, "MAX_MESSAGE", 1000)
     text_size, blob_size = struct.unpack("<II", frame[:8])
     with pytest.raises(wire.WireError, match="too large"):
-        wire.unpack(frame[8:8 + text_size], frame[8 + text_size:])
+        wire.unpack(frame[8:8 + text_size], frame[8 + text_size:],
+                    wire.Budget(message_bytes=1000))
+
+
+def over(budget: wire.Budget, header: dict, arrays=()) -> str:
+    """The WireError that reading this frame within ``budget`` raises."""
+    with pytest.raises(wire.WireError) as refused:
+        wire.receive(frame_reader(wire.pack(header, list(arrays))), budget)
+    return str(refused.value)
+
+
+def test_a_reply_of_many_small_values_is_refused_before_it_costs_memory():
+    """40 MB of [0,0,...] are 2 GB of Python objects: the count is bounded, not only bytes."""
+    assert "more than 200000 values" in over(wire.REPLY, {"value": [0] * 200_001})
+    assert "is over" in over(wire.REPLY, {"value": [0] * 1_500_000})  # 4.5 MB of JSON
+
+
+def test_a_reply_nested_too_deeply_is_a_wire_error_not_a_crash():
+    deep = b"[" * 100_000 + b"]" * 100_000
+    frame = struct.pack("<II", len(deep), 0) + deep
+    with pytest.raises(wire.WireError, match="not JSON|nested"):
+        wire.receive(frame_reader(frame), wire.REPLY)
+    nested: list = []
+    for _ in range(50):
+        nested = [nested]
+    assert "nested more than 40" in over(wire.REPLY, {"value": nested})
+
+
+def test_a_reply_with_a_long_text_or_many_arrays_is_refused():
+    assert "characters" in over(wire.REPLY, {"message": "x" * 20_001})
+    assert "characters" in over(wire.REPLY, {"x" * 20_001: 1})  # keys are texts too
+    assert "513 arrays" in over(wire.REPLY, {}, [np.zeros(1)] * 513)
+
+
+def test_a_reply_within_the_budget_crosses_whole():
+    header = {"ok": True, "value": {"$tuple": [[1.5] * 1000, "x" * 20_000]}}
+    assert wire.receive(frame_reader(wire.pack(header, [np.zeros(10)])), wire.REPLY)[0] == header
 
 
 def test_a_frame_cut_short_ends_the_conversation():
@@ -175,3 +210,11 @@ def test_a_frame_crosses_a_pipe_whole():
         os.close(writing)
     assert header == {"value": [1, 2]}
     np.testing.assert_array_equal(arrays["a0"], np.arange(3))
+
+
+def test_an_array_is_read_once_however_often_a_reply_names_it():
+    """Each use of an array is a copy: one 8 MB array named 200 times would be 1.6 GB."""
+    header = {"ok": True, "value": [{"$array": 0}] * 2}
+    with pytest.raises(wire.WireError, match="more than once"):
+        wire.Decoder(wire.receive(frame_reader(wire.pack(header, [np.zeros(4)])), wire.REPLY)[1],
+                     make_tensor=None)(header["value"])

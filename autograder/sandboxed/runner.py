@@ -15,6 +15,10 @@ It imports its neighbours in this folder (``seal``, ``wire``) as top-level modul
 
 from __future__ import annotations
 
+# ctypes is imported here, not where it is used: once we are the sandbox's user, the Python
+# installation may be unreadable (run without bwrap, as the runner's tests do).
+import ctypes
+import errno
 import linecache
 import os
 import resource
@@ -25,9 +29,10 @@ from functools import partial
 
 
 def limit_myself(limits: dict) -> bool:
-    """Become an unprivileged user of our own (so the process limit counts only this sandbox)
-    and lower our resource limits for good: the learner's code cannot raise them again.
-    Returns whether this process has a process namespace of its own (a real sandbox)."""
+    """Become the unprivileged user of this sandbox (a new one for each: autograder/uids.py),
+    leave the grader's session keyring, and lower our resource limits for good: the learner's
+    code cannot raise them again. Returns whether this process has a process namespace of its
+    own (a real sandbox)."""
     sys.path[:0] = limits.pop("sys_path")
     alone = limits.pop("alone")
     uid = limits.pop("uid")
@@ -35,10 +40,32 @@ def limit_myself(limits: dict) -> bool:
         os.setgroups([])
         os.setgid(uid)
         os.setuid(uid)
+    join_a_new_session_keyring()
     for name, value in limits.items():
         if value > 0 or name == "RLIMIT_CORE":
             resource.setrlimit(getattr(resource, name), (value, value))
     return alone
+
+
+#: The keyctl system call's number, by machine (the 64-bit ARM and RISC-V share asm-generic's).
+KEYCTL = {"x86_64": 250, "aarch64": 219, "riscv64": 219}
+KEYCTL_JOIN_SESSION_KEYRING = 1
+
+
+def join_a_new_session_keyring() -> None:
+    """Take a new, empty session keyring. A process keeps its session keyring across setuid
+    and exec, and may use all of it: the one inherited from the grader (a login session's or a
+    container's) would pass keys from every sandbox to every other, and show the grader's own.
+    A kernel that refuses keyrings to this process (a seccomp filter, as Docker's) refuses
+    them to the learner's code too; on another machine the inherited keyring stays."""
+    number = KEYCTL.get(os.uname().machine)
+    if number is None:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(number, KEYCTL_JOIN_SESSION_KEYRING, None) < 0:
+        code = ctypes.get_errno()
+        if code not in (errno.ENOSYS, errno.EPERM):
+            raise OSError(code, f"no new session keyring: {os.strerror(code)}")
 
 
 def main(argv: list[str]) -> None:

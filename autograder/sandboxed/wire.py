@@ -18,6 +18,7 @@ import json
 import os
 import struct
 import zipfile
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -26,6 +27,30 @@ from convcourse.grading.probes import PROBES, Probe
 
 #: The largest message either side accepts (bytes of JSON plus arrays).
 MAX_MESSAGE = 256 << 20
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What one message may cost its reader: bytes (of the JSON text and of the arrays), the
+    number of values in the JSON tree, its depth, the length of each text, and the number of
+    arrays. A message over any of them is refused with :class:`WireError` before it is used,
+    so that what a sandbox sends costs the trusted grader a bounded amount of memory and time
+    (the bytes alone do not bound it: 40 MB of ``[0,0,...]`` are 2 GB of Python objects)."""
+
+    message_bytes: int = MAX_MESSAGE
+    text_bytes: int = MAX_MESSAGE
+    values: int = 1 << 30
+    depth: int = 60
+    text_length: int = 1 << 30
+    arrays: int = 1 << 20
+
+
+#: What the grader reads from a sandbox: replies carry one learner's result (arrays of test
+#: sizes), an exception (texts of a few thousand characters), a module's state.
+REPLY = Budget(message_bytes=64 << 20, text_bytes=4 << 20, values=200_000, depth=40,
+               text_length=20_000, arrays=512)
+#: What the sandbox reads from the grader: trusted, bounded only against mistakes.
+REQUEST = Budget()
 _HEAD = struct.Struct("<II")
 _DTYPES = {name: getattr(torch, name) for name in (
     "float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool",
@@ -140,12 +165,18 @@ class Decoder:
         self.make_tensor = make_tensor  # (array or None, node) -> tensor
         self.make_module = make_module
         self.grad_leaves: list[torch.Tensor] = []
+        self.used: set[str] = set()
 
     def array(self, index) -> np.ndarray:
-        try:
-            return self.arrays[f"a{int(index)}"]
-        except (KeyError, TypeError, ValueError):
-            raise WireError(f"a message refers to a missing array {index!r}") from None
+        """Array ``index`` of the message, once: the encoder writes each array for one use,
+        so a message that names one many times (each use a copy) is refused."""
+        name = f"a{index}" if type(index) is int else None
+        if name not in self.arrays:
+            raise WireError(f"a message refers to a missing array {str(index)[:20]!r}")
+        if name in self.used:
+            raise WireError(f"a message refers to array {index} more than once")
+        self.used.add(name)
+        return self.arrays[name]
 
     def __call__(self, node, depth: int = 0):
         if depth > 60:
@@ -210,43 +241,77 @@ def pack(header: dict, arrays: list[np.ndarray] = ()) -> bytes:
     return _HEAD.pack(len(text), len(blob)) + text + blob
 
 
-def unpack(text: bytes, blob: bytes) -> tuple[dict, dict[str, np.ndarray]]:
+def unpack(text: bytes, blob: bytes,
+           budget: Budget = REQUEST) -> tuple[dict, dict[str, np.ndarray]]:
+    """A frame's header and arrays, each checked against ``budget``; anything malformed or
+    over budget is a :class:`WireError`, never another exception."""
+    if len(text) > budget.text_bytes:
+        raise WireError(f"a message's JSON of {len(text)} bytes is over {budget.text_bytes}")
     try:
         header = json.loads(text)
-    except ValueError as error:
-        raise WireError(f"a message is not JSON: {error}") from None
+    except (ValueError, RecursionError) as error:  # RecursionError: nested too deeply
+        raise WireError(f"a message is not JSON: {str(error)[:200]}") from None
     if not isinstance(header, dict):
         raise WireError("a message must be a JSON object")
+    _check_tree(header, budget)
     arrays = {}
     if blob:
-        _check_archive(blob)
+        _check_archive(blob, budget)
         try:
             with np.load(io.BytesIO(blob), allow_pickle=False) as archive:
                 arrays = {name: archive[name] for name in archive.files}
         except Exception as error:  # noqa: BLE001  (any malformed archive)
-            raise WireError(f"a message's arrays are unreadable: {error}") from None
+            raise WireError(f"a message's arrays are unreadable: {str(error)[:200]}") from None
     return header, arrays
 
 
-def _check_archive(blob: bytes) -> None:
+def _check_tree(tree, budget: Budget) -> None:
+    """Count a JSON tree's values and measure its depth and texts, without recursion."""
+    count, stack = 0, [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if count > budget.values:
+            raise WireError(f"a message holds more than {budget.values} values")
+        if depth > budget.depth:
+            raise WireError(f"a message is nested more than {budget.depth} levels deep")
+        if isinstance(node, str):
+            if len(node) > budget.text_length:
+                raise WireError(f"a message holds a text of {len(node)} characters (at most "
+                                f"{budget.text_length})")
+        elif isinstance(node, dict):
+            stack += [(key, depth + 1) for key in node]
+            stack += [(value, depth + 1) for value in node.values()]
+        elif isinstance(node, list):
+            stack += [(item, depth + 1) for item in node]
+
+
+def _check_archive(blob: bytes, budget: Budget) -> None:
     """Arrays come stored, never compressed: a small compressed entry could inflate to
-    gigabytes in the grader. The sizes the archive declares must fit in a message."""
+    gigabytes in the grader. The sizes the archive declares must fit in a message, and the
+    number of arrays in the budget."""
     try:
         entries = zipfile.ZipFile(io.BytesIO(blob)).infolist()
     except zipfile.BadZipFile as error:
         raise WireError(f"a message's arrays are unreadable: {error}") from None
+    if len(entries) > budget.arrays:
+        raise WireError(f"a message holds {len(entries)} arrays (at most {budget.arrays})")
     if any(entry.compress_type != zipfile.ZIP_STORED for entry in entries):
         raise WireError("a message's arrays are compressed")
-    if sum(entry.file_size for entry in entries) > MAX_MESSAGE:
+    if sum(entry.file_size for entry in entries) > budget.message_bytes:
         raise WireError("a message's arrays are too large")
 
 
-def receive(read) -> tuple[dict, dict[str, np.ndarray]]:
-    """One frame, read with ``read(size) -> bytes`` (each side reads in its own way)."""
+def receive(read, budget: Budget = REQUEST) -> tuple[dict, dict[str, np.ndarray]]:
+    """One frame, read with ``read(size) -> bytes`` (each side reads in its own way), within
+    ``budget`` (the grader reads the sandbox's replies with :data:`REPLY`)."""
     text_size, blob_size = _HEAD.unpack(read(_HEAD.size))
-    if text_size + blob_size > MAX_MESSAGE:
-        raise WireError(f"a message of {text_size + blob_size} bytes is too large")
-    return unpack(read(text_size), read(blob_size))
+    if text_size + blob_size > budget.message_bytes:
+        raise WireError(f"a message of {text_size + blob_size} bytes is too large (at most "
+                        f"{budget.message_bytes})")
+    if text_size > budget.text_bytes:
+        raise WireError(f"a message's JSON of {text_size} bytes is over {budget.text_bytes}")
+    return unpack(read(text_size), read(blob_size), budget)
 
 
 def read_exactly(fd: int, size: int) -> bytes:

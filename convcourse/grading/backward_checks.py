@@ -26,6 +26,7 @@ from convcourse.grading.checks import (
     call_learner,
     check_all,
     check_refuses,
+    cpu_growth_problem,
     fail_if,
     name_of,
     python_lines,
@@ -545,7 +546,7 @@ def check_backward_vectorised(fn: Callable, small: tuple, large: tuple, weight_s
     positions are not."""
     generator = torch.Generator().manual_seed(7)
     weight = torch.randn(weight_shape, generator=generator, dtype=torch.float64)
-    lines = []
+    lines, calls = [], []
     for shape in (small, large):
         x = torch.randn(shape, generator=generator, dtype=torch.float64)
         case = Conv2dCase(x, weight, None, **arguments)
@@ -553,9 +554,12 @@ def check_backward_vectorised(fn: Callable, small: tuple, large: tuple, weight_s
         arrays = grad_out.numpy(), x.numpy(), weight.numpy()
         with about(name_of(fn)), numpy_only():
             lines.append(python_lines(fn, *arrays, **arguments, bias=True))
+        calls.append((arrays, {**arguments, "bias": True}))
     if lines[1] > lines[0] + 25:
         raise AssertionError(
             f"{name_of(fn)} ran {lines[0]} lines of Python for x of shape {small} but "
             f"{lines[1]} for x of shape {large}: a loop runs once per image or per position. "
             "Loop over the kernel's taps (and the groups) at most, and let each step work on "
             "whole arrays.")
+    with about(name_of(fn)):
+        fail_if(cpu_growth_problem(fn, *calls))

@@ -10,9 +10,11 @@ many cases go through :func:`check_all`, which fails once, listing the first few
 from __future__ import annotations
 
 import contextlib
+import functools
 import linecache
 import re
 import sys
+import time
 import traceback
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -89,22 +91,34 @@ def learner_line(error: BaseException) -> str | None:
     """Where the learner's own code raised ``error``: ``line 12 of cell conv2d_numpy,
     `out = x @ w```, from the deepest of the learner's frames; None if none is theirs.
 
-    A stand-in for a function running in the sandbox brings its frames along
-    (``learner_frames``, the sandbox's cells only); otherwise they come from the traceback,
-    leaving out this package, the grader's cells and installed libraries, so that feedback
-    never shows the checks' or the hidden tests' source.
+    An exception from a function that ran in another process (the grader's sandbox) carries
+    its frames as text (``learner_frames``: objects with ``cell``, ``lineno``, ``name`` and
+    ``line``), and nothing is looked up for them: a file name that came from elsewhere is never
+    a path to read. Otherwise the frames come from the traceback, leaving out this package, the
+    grader's cells and installed libraries, so that feedback never shows the checks' or the
+    hidden tests' source.
     """
-    frames = getattr(error, "learner_frames", None)
-    if frames is None:
-        frames = traceback.extract_tb(error.__traceback__)
-    own = [frame for frame in frames if _is_learners(frame.filename)]
+    carried = getattr(error, "learner_frames", None)
+    if carried is not None:
+        if not carried:
+            return None
+        frame = carried[-1]
+        return _where(f"cell {frame.cell}", frame.lineno, frame.name, frame.line)
+    own = [frame for frame in traceback.extract_tb(error.__traceback__)
+           if _is_learners(frame.filename)]
     if not own:
         return None
     frame = own[-1]
-    source = (frame.line or linecache.getline(frame.filename, frame.lineno or 0)).strip()
-    where = f"line {frame.lineno} of {_cell_name(frame.filename)}"
-    if frame.name not in ("<module>", "", None):
-        where += f" (in {frame.name})"
+    source = frame.line or linecache.getline(frame.filename, frame.lineno or 0)
+    return _where(_cell_name(frame.filename), frame.lineno, frame.name, source)
+
+
+def _where(cell: str, lineno, function: str | None, source: str) -> str:
+    """``line 12 of cell conv2d_numpy (in helper): `out = x @ w```."""
+    where = f"line {lineno} of {cell}"
+    if function not in ("<module>", "", None):
+        where += f" (in {function})"
+    source = (source or "").strip()
     if len(source) > 120:
         source = source[:117] + "..."
     return where + (f": `{source}`" if source else "")
@@ -424,9 +438,60 @@ def python_lines(fn: Callable, *args, **kwargs) -> int:
     return count_python_lines(fn, *args, **kwargs)
 
 
+#: The least CPU time (seconds) by which a call on the larger input may outgrow the call on
+#: the smaller one before its growth is looked at: timer and allocator noise stay below it.
+CPU_NOISE_SECONDS = 0.005
+#: A loop once per output position costs at least one step of Python with a small array
+#: operation per position; a call that grows by this share of that cost is such a loop.
+LOOP_SHARE = 0.25
+
+
+@functools.lru_cache(maxsize=1)
+def python_step_seconds() -> float:
+    """CPU time of one step of a loop over output positions on this machine: a window of
+    2x3x3 values multiplied by a kernel and summed (least of three runs of 2000 steps)."""
+    window, kernel = np.ones((2, 8, 8)), np.ones((2, 3, 3))
+    runs = []
+    for _ in range(3):
+        start = time.thread_time()
+        for step in range(2000):
+            (window[:, step % 6:step % 6 + 3, 1:4] * kernel).sum()
+        runs.append((time.thread_time() - start) / 2000)
+    return min(runs)
+
+
+def _positions(array) -> int:
+    """Images times rows times columns of an input ``(N, C, H, W)`` or ``(C, H, W)``."""
+    shape = np.shape(array)
+    return int(np.prod(shape)) // max(int(shape[-3]), 1) if len(shape) >= 3 else 1
+
+
+def cpu_growth_problem(fn: Callable, small: tuple, large: tuple) -> str | None:
+    """Why ``fn`` is not vectorised by its CPU time, or None. Only where ``fn`` runs in a
+    process that the grader measures from outside (its sandbox: ``fn.cpu_seconds``): a line
+    count is kept by the learner's own process, and can be forged; CPU time cannot be made
+    smaller by the learner's code. ``small`` and ``large`` are two calls (args, kwargs); the
+    larger call may take more CPU time than the smaller one by :data:`CPU_NOISE_SECONDS`, or
+    by :data:`LOOP_SHARE` of one Python step (:func:`python_step_seconds`) per position of
+    its first argument, whichever is more."""
+    measure = getattr(fn, "cpu_seconds", None)
+    if not callable(measure):
+        return None
+    spent = [min(measure(*args, **kwargs) for _ in range(2)) for args, kwargs in (small, large)]
+    steps = _positions(large[0][0]) - _positions(small[0][0])
+    if spent[1] - spent[0] <= max(CPU_NOISE_SECONDS, LOOP_SHARE * steps * python_step_seconds()):
+        return None
+    return (f"{name_of(fn)} took {1000 * spent[0]:.1f} ms of CPU time on the small input but "
+            f"{1000 * spent[1]:.0f} ms on the large one (measured outside your code), as much "
+            "as a loop that runs once per image or per output position. Replace it with array "
+            "operations (a loop over the kernel's taps or over the groups is fine).")
+
+
 def check_vectorised(fn: Callable, small, large, *args, **kwargs) -> None:
     """Check that ``fn(x, *args, **kwargs)`` runs about as many lines of Python for
-    ``x=large`` as for ``x=small``: a loop over images or output positions does not."""
+    ``x=large`` as for ``x=small``, and, where it runs in the grader's sandbox, takes about as
+    little CPU time more as array operations would: a loop over images or output positions
+    does not."""
     lines = [python_lines(fn, x, *args, **kwargs) for x in (small, large)]
     if lines[1] > lines[0] + 25:
         raise AssertionError(
@@ -434,3 +499,4 @@ def check_vectorised(fn: Callable, small, large, *args, **kwargs) -> None:
             f"{lines[1]} for x of shape {large.shape}: a loop runs once per image or per output "
             "position. Replace it with array operations (a loop over the kernel's taps or over "
             "the groups is fine).")
+    fail_if(cpu_growth_problem(fn, ((small, *args), kwargs), ((large, *args), kwargs)))

