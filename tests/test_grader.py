@@ -52,9 +52,14 @@ def grade(root: Path, submissions: Path, *extra: str, env: dict | None = None,
                "--root", str(root), *extra]
     options = dict(cwd=ROOT, env={**os.environ, **(env or {})}, text=True,
                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    if background:
-        return subprocess.Popen(command, **options)
+    if background:  # Ctrl-C reaches it even where the suite runs as a background job (which
+        # starts with SIGINT ignored, and Python then installs no KeyboardInterrupt handler)
+        return subprocess.Popen(command, **options, preexec_fn=_interruptible)
     return subprocess.run(command, check=False, **options)
+
+
+def _interruptible() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def grades_csv(root: Path) -> dict[str, tuple[float, float]]:
