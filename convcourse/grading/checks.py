@@ -439,8 +439,9 @@ def python_lines(fn: Callable, *args, **kwargs) -> int:
 
 
 #: The least CPU time (seconds) by which a call on the larger input may outgrow the call on
-#: the smaller one before its growth is looked at: timer and allocator noise stay below it.
-CPU_NOISE_SECONDS = 0.005
+#: the smaller one before its growth is looked at: timer, allocator and fork noise stay below
+#: it (a call that forks a 300 MB process varied by 6 ms).
+CPU_NOISE_SECONDS = 0.01
 #: A loop once per output position costs at least one step of Python with a small array
 #: operation per position; a call that grows by this share of that cost is such a loop.
 LOOP_SHARE = 0.25
@@ -477,7 +478,7 @@ def cpu_growth_problem(fn: Callable, small: tuple, large: tuple) -> str | None:
     measure = getattr(fn, "cpu_seconds", None)
     if not callable(measure):
         return None
-    spent = [min(measure(*args, **kwargs) for _ in range(2)) for args, kwargs in (small, large)]
+    spent = [min(measure(*args, **kwargs) for _ in range(3)) for args, kwargs in (small, large)]
     steps = _positions(large[0][0]) - _positions(small[0][0])
     if spent[1] - spent[0] <= max(CPU_NOISE_SECONDS, LOOP_SHARE * steps * python_step_seconds()):
         return None
