@@ -62,10 +62,35 @@ SOURCE = nbformat.read(REPOSITORY / "solutions" / ASSIGNMENT / FILE, as_version=
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 
 
-class Listener:
+class Background:
+    """A thread that runs ``_run`` while the ``with`` block runs; ``_run`` returns once
+    ``stopped`` is set, then ``close`` releases what the watcher holds."""
+
+    def __init__(self):
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Nothing to release by default."""
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stopped.set()
+        self.thread.join()
+        self.close()
+
+
+class Listener(Background):
     """Counts connections to a TCP port on localhost and to an abstract unix socket."""
 
     def __init__(self):
+        super().__init__()
         self.tcp = socket.create_server(("127.0.0.1", 0))
         self.port = self.tcp.getsockname()[1]
         self.name = f"hostile-corpus-{secrets.token_hex(6)}"
@@ -73,35 +98,26 @@ class Listener:
         self.unix.bind("\0" + self.name)
         self.unix.listen()
         self.connections: list[str] = []
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._accept, daemon=True)
 
-    def _accept(self) -> None:
+    def _run(self) -> None:
         while not self.stopped.is_set():
             for server in select.select([self.tcp, self.unix], [], [], 0.2)[0]:
                 connection, address = server.accept()
                 self.connections.append(f"{server.family.name} {address!r}")
                 connection.close()
 
-    def __enter__(self) -> Listener:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stopped.set()
-        self.thread.join()
+    def close(self) -> None:
         self.tcp.close()
         self.unix.close()
 
 
-class MemoryWatch:
+class MemoryWatch(Background):
     """The largest peak memory (VmHWM) of the grader's own processes while the batch runs: the
     grade command and what it starts, but not the sandboxes (bwrap and what runs inside)."""
 
     def __init__(self, pid: int):
+        super().__init__()
         self.pid, self.peak = pid, 0
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._watch, daemon=True)
 
     def trusted(self) -> list[int]:
         children: dict[int, list[tuple[int, str]]] = {}
@@ -120,7 +136,7 @@ class MemoryWatch:
             todo += [child for child, name in children.get(pid, []) if name != "bwrap"]
         return found
 
-    def _watch(self) -> None:
+    def _run(self) -> None:
         while not self.stopped.wait(0.25):
             for pid in self.trusted():
                 try:
@@ -129,14 +145,6 @@ class MemoryWatch:
                     continue
                 peak = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
                 self.peak = max(self.peak, int(peak.group(1)) << 10 if peak else 0)
-
-    def __enter__(self) -> MemoryWatch:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stopped.set()
-        self.thread.join()
 
 
 def grade(command: list[str], timeout: float) -> tuple[subprocess.CompletedProcess, int]:
