@@ -11,7 +11,11 @@ names, links, archives inside it, sizes, a zip's own headers. So:
 - a student id is checked (:func:`student_problem`) before any path is built from it;
 - only regular files are copied, each under a name that stays in its learner's folder: no links
   (never followed, in a folder or a zip), no devices, nothing past the limits below;
-- one bad file costs only that file: it is listed with the reason and the batch goes on.
+- one bad file costs only that file: it is listed with the reason and the batch goes on;
+- of several submissions of one file by one learner, the newest (by what the LMS gives: see
+  :func:`_newer`) is collected and the others are listed; a name becomes a student id through
+  the roster, else :func:`folder_id` (letters of any script, apostrophes and spaces folded into
+  a safe folder name).
 
 What was not collected comes back as ``refused``: a label a teacher can read (made safe with
 :func:`autograder.plain.line`) -> why, in one sentence.
@@ -23,16 +27,20 @@ import os
 import re
 import shutil
 import stat
+import unicodedata
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import IO, Protocol
+from typing import IO, TYPE_CHECKING, Protocol
 
 from autograder import plain
 
-STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,99}$")  # matched whole (fullmatch)
+if TYPE_CHECKING:
+    from autograder.roster import Roster
+
 #: The largest file collected.
 MAX_SUBMISSION_BYTES = 50 << 20
 #: All of one learner's files together, and how many there may be.
@@ -72,25 +80,113 @@ class Refused(Exception):
 @dataclass(frozen=True)
 class Naming:
     """One way a batch names a learner at its top level. ``pattern`` is matched against the
-    whole name of a top-level entry of ``kind`` ("folder" or "file"); its group ``student`` is
-    the student id, and for a file, ``file`` is the name the learner gave it."""
+    whole name of a top-level entry of ``kind`` ("folder" or "file"). Its groups: ``who``, the
+    learner as the LMS writes them (a login, a name); ``key``, the LMS's own id of the learner
+    where it gives one (it, not the name, tells two learners apart); ``file``, for a file, the
+    name the learner gave it. ``order`` makes, from the match, what orders one learner's
+    submissions of one file (a larger one is newer), ``when`` the submission's time where the
+    name holds it."""
 
-    name: str
+    lms: str
     kind: str
     pattern: re.Pattern
+    order: Callable[[re.Match], tuple] = lambda match: ()
+    when: Callable[[re.Match], datetime | None] = lambda match: None
 
 
-#: How learners are named at a batch's top level, tried in order. Another LMS's format is one
-#: more row (its ``student`` group must be the id the gradebook knows).
+def _strptime(form: str) -> Callable[[re.Match], datetime | None]:
+    def when(match: re.Match) -> datetime | None:
+        try:
+            return datetime.strptime(match["date"], form)
+        except ValueError:
+            return None
+    return when
+
+
+_BLACKBOARD_TIME = _strptime("%Y-%m-%d-%H-%M-%S")
+_BRIGHTSPACE_TIME = _strptime("%b %d, %Y %I%M %p")
+_BRIGHTSPACE = (r"(?P<submission>\d+)-(?P<sequence>\d+) - (?P<who>[^/]+?) - "
+                r"(?P<date>[A-Z][a-z]{2} \d{1,2}, \d{4} \d{3,4} [AP]M)")
+_FLAGS = re.IGNORECASE | re.DOTALL
+
+
+def _brightspace_order(match: re.Match) -> tuple:
+    return (_BRIGHTSPACE_TIME(match) or datetime.min, int(match["submission"]))
+
+
+#: How learners are named at a batch's top level, tried in order (the first that matches).
+#: Each LMS's format as its own code or documentation gives it:
+#:
+#: - Canvas (``submissions_controller`` / its submissions zip): ``<lastfirst>[_LATE]_<user
+#:   id>_<attachment id>_<original name>``; the name part is the learner's sortable name
+#:   lower-cased with non-word characters dropped (apostrophes vanish, Unicode letters stay);
+#:   a file name the learner used before comes back as ``<name>-1.ipynb``; a text entry is
+#:   ``<lastfirst>_<user id>_text.html``; anonymous grading puts ``anon_<id>`` for the user id.
+#:   A resubmission has a larger attachment id; ``LATE`` marks one after the due date.
+#: - Moodle (mod/assign's ``download_submissions``): the prefix is ``clean_filename(<full
+#:   name, _ read as a space>_<participant id>)``, then ``_assignsubmission_file_``; since 3.1
+#:   as a folder per learner (``<prefix>_assignsubmission_file_/<file>``, the default), before
+#:   as a flat file ``<prefix>_assignsubmission_file_<file>``. Blind marking writes
+#:   ``Participant`` for the name. The participant id is the assignment's own, so a learner is
+#:   known across assignments by their name (or a roster). One submission per learner.
+#: - Blackboard Learn (Grade Centre, "Assignment File Download"):
+#:   ``<assignment>_<username>_attempt_<YYYY-MM-DD-HH-MM-SS>_<original name>``, and a
+#:   ``<assignment>_<username>_attempt_<time>.txt`` of the submission's details.
+#: - Brightspace (D2L, "Download" of a folder's submissions): a folder per submission,
+#:   ``<submission id>-<sequence> - <First Last> - <Mon D, YYYY HHMM AM>/<file>`` (the older
+#:   form is the same as one flat file, `` - <file>`` after the date), and a top-level
+#:   ``index.html``. Brightspace gives no learner id: the name, mapped through a roster.
+#: - A learner's folder, ``<student_id>/...`` (a teacher's download, nbgrader's exchange), and
+#:   the generic ``<student_id>_<anything_><notebook>.ipynb``.
 NAMINGS = [
-    Naming("a learner's folder: <student_id>/...", "folder",
-           re.compile(r"(?P<student>.+)", re.DOTALL)),
-    Naming("an LMS file (Canvas): <student_id>_<anything_><notebook>.ipynb", "file",
-           re.compile(r"(?P<student>[^_]+)_(?P<file>.+\.ipynb)", re.IGNORECASE | re.DOTALL)),
+    Naming("moodle", "folder", re.compile(
+        r"(?P<who>[^_]+)_(?P<key>\d+)_assignsubmission_[a-z]+_", _FLAGS)),
+    Naming("brightspace", "folder", re.compile(_BRIGHTSPACE, _FLAGS), _brightspace_order,
+           _BRIGHTSPACE_TIME),
+    Naming("folder", "folder", re.compile(r"(?P<who>.+)", re.DOTALL)),
+    Naming("canvas", "file", re.compile(
+        r"(?P<who>[^_]+)(?P<late>_LATE)?_(?P<key>\d+|anon_\d+)_(?P<attachment>\d+)_"
+        r"(?P<file>.+)", re.DOTALL),
+        lambda match: (bool(match["late"]), int(match["attachment"]))),
+    Naming("canvas", "file", re.compile(
+        r"(?P<who>[^_]+)(?P<late>_LATE)?_(?P<key>\d+|anon_\d+)_(?P<file>text\.html)")),
+    Naming("moodle", "file", re.compile(
+        r"(?P<who>[^_]+)_(?P<key>\d+)_assignsubmission_[a-z]+_(?P<file>.+)", _FLAGS)),
+    Naming("blackboard", "file", re.compile(
+        r"(?P<assignment>.+)_(?P<who>[^_]+)_attempt_"
+        r"(?P<date>\d{4}-\d\d-\d\d-\d\d-\d\d-\d\d)(?:_(?P<file>.+)|(?P<details>\.txt))",
+        re.DOTALL), lambda match: (match["date"],), _BLACKBOARD_TIME),
+    Naming("brightspace", "file", re.compile(_BRIGHTSPACE + r" - (?P<file>.+)", _FLAGS),
+           _brightspace_order, _BRIGHTSPACE_TIME),
+    Naming("generic", "file", re.compile(r"(?P<who>[^_]+)_(?P<file>.+\.ipynb)", _FLAGS)),
 ]
+#: The formats ``LMS=...`` may choose (the learner's folder is always read).
+LMSES = sorted({naming.lms for naming in NAMINGS} - {"folder"})
 
 NO_ID = ("no student id in the file name: a learner's files go in a folder named by their "
-         "student id, or are named <student_id>_..._<notebook>.ipynb as the LMS names them")
+         "student id, or are named as the LMS names them (<student_id>_..._<notebook>.ipynb)")
+#: Top-level files an LMS adds beside the learners' files.
+LMS_FILES = {"index.html": "Brightspace's index of the download, not a learner's"}
+
+
+@dataclass(frozen=True)
+class Person:
+    """A learner as a batch names them: the format, the name and the LMS's id (if any)."""
+
+    lms: str
+    who: str
+    key: str | None = None
+
+
+@dataclass(frozen=True)
+class Found:
+    """What a top-level name says: whose, and for a file its name in the learner's folder,
+    how it orders among that learner's submissions of it, and when it was handed in."""
+
+    person: Person
+    file: str | None = None
+    order: tuple = ()
+    when: datetime | None = None
 
 
 def _plain_name(name: str) -> str:
@@ -98,23 +194,30 @@ def _plain_name(name: str) -> str:
     return name.lower().replace("_", "-")
 
 
-def identify(name: str, kind: str, course: CourseFolders) -> tuple[str, str | None]:
-    """The student id a top-level entry names, and for a file its name in the learner's
-    folder; Refused where it names no learner."""
+def identify(name: str, kind: str, course: CourseFolders, lms: str | None = None) -> Found:
+    """Whose a top-level entry is (by the first row of :data:`NAMINGS` of its kind that
+    matches, of the ``lms`` only if given); Refused where it names no learner."""
     if name in ("__MACOSX", ".DS_Store"):
         raise Refused("macOS's metadata (the Finder adds it when it compresses), not a learner's")
+    if kind == "file" and name in LMS_FILES:
+        raise Refused(LMS_FILES[name])
     for naming in NAMINGS:
-        match = naming.pattern.fullmatch(name) if naming.kind == kind else None
-        if match:
+        if naming.kind != kind or lms not in (None, naming.lms) and naming.lms != "folder":
+            continue
+        if match := naming.pattern.fullmatch(name):
             break
     else:
         raise Refused(NO_ID if kind == "file" else "not a learner's folder")
-    student = match["student"]
-    if kind == "file" and _is_notebook_name(name, student, course):
+    who = match["who"]
+    if naming.lms == "generic" and _is_notebook_name(name, who, course):
         raise Refused(f"{NO_ID}; it is the notebook's own name")
-    if problem := student_problem(student, course):
+    if problem := who_problem(who):
         raise Refused(problem)
-    return student, _lms_file(match["file"], course) if kind == "file" else None
+    person = Person(naming.lms, who, match.groupdict().get("key"))
+    if kind == "folder":
+        return Found(person, order=naming.order(match), when=naming.when(match))
+    file, copy = _lms_file(match["file"] or f"{naming.lms}-details.txt", course)
+    return Found(person, file, (*naming.order(match), copy), naming.when(match))
 
 
 def _is_notebook_name(name: str, student: str, course: CourseFolders) -> bool:
@@ -125,24 +228,89 @@ def _is_notebook_name(name: str, student: str, course: CourseFolders) -> bool:
                for notebook in course.notebooks())
 
 
-def _lms_file(rest: str, course: CourseFolders) -> str:
-    """The name an LMS file gets in its learner's folder: the assignment's notebook where the
-    text after a ``_`` is its name (``12_34_conv2d_numpy.ipynb``), else the text after the id."""
+#: A copy's mark an LMS or a browser adds to a file name used before: ``-1``, `` (2)``.
+_COPY = re.compile(r"(?:-(\d+)| \((\d+)\))$")
+
+
+def notebook_copy(name: str, course: CourseFolders) -> tuple[str, int] | None:
+    """The assignment's notebook a file name is, and its copy number (0: the name itself,
+    ``conv2d_numpy.ipynb``; 1: ``conv2d-numpy-1.ipynb``, ``conv2d-numpy (1).ipynb``); None
+    where it is none of them."""
+    path = PurePosixPath(name)
+    if path.suffix.lower() != ".ipynb":
+        return None
+    mark = _COPY.search(path.stem)
+    for notebook in course.notebooks():
+        if _plain_name(path.stem) == _plain_name(notebook):
+            return f"{notebook}.ipynb", 0
+        if mark and _plain_name(path.stem[:mark.start()]) == _plain_name(notebook):
+            return f"{notebook}.ipynb", int(mark[1] or mark[2])
+    return None
+
+
+def _lms_file(rest: str, course: CourseFolders) -> tuple[str, int]:
+    """The name an LMS file gets in its learner's folder, and its copy number: the
+    assignment's notebook where the text after a ``_`` is its name, a copy's mark aside
+    (``12_34_conv2d_numpy-1.ipynb``), else the text after the id."""
     parts = rest.split("_")
     for start in range(len(parts) - 1, -1, -1):
-        stem = PurePosixPath("_".join(parts[start:])).stem
-        for notebook in course.notebooks():
-            if _plain_name(stem) == _plain_name(notebook):
-                return f"{notebook}.ipynb"
-    return rest
+        if found := notebook_copy("_".join(parts[start:]), course):
+            return found
+    return rest, 0
+
+
+# --- student ids ---------------------------------------------------------------------------------
+
+#: A student id as it becomes a folder: ASCII letters, digits and _.@+-, starting with a
+#: letter or digit (matched whole, so no trailing newline).
+STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,99}$")
+#: What a name may hold where the LMS writes one: letters of any script, marks, digits,
+#: spaces, apostrophes and _.@+-, starting with a letter or digit.
+_WHO_PUNCTUATION = set(" '\u2019_.@+-,")
+#: Scripts whose letters look like Latin ones: an id mixing them is a look-alike.
+_LOOK_ALIKE = {"CYRILLIC", "GREEK"}
+#: Latin letters that do not decompose into an ASCII letter and a mark.
+_FOLD = {"ß": "ss", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE", "ø": "o", "Ø": "O",
+         "ł": "l", "Ł": "L", "đ": "d", "Đ": "D", "þ": "th", "Þ": "Th", "ð": "d", "ı": "i"}
+UNUSABLE = ("not a usable student id (letters, digits, spaces, apostrophes and _.@+- only, "
+            "starting with a letter or digit, one script, at most 100)")
+
+
+def who_problem(who: str) -> str | None:
+    """Why ``who`` (a learner's folder's name, or the name part of an LMS file) cannot name a
+    learner (None: it can)."""
+    if not who or len(who) > 100 or not who[0].isalnum():
+        return UNUSABLE
+    scripts = set()
+    for char in who:
+        category = unicodedata.category(char)
+        if category[0] == "L":
+            scripts.add(unicodedata.name(char, "?").split()[0])
+        elif category[0] != "M" and category != "Nd" and char not in _WHO_PUNCTUATION:
+            return UNUSABLE
+    if "LATIN" in scripts and scripts & _LOOK_ALIKE:
+        return UNUSABLE
+    return None
+
+
+def folder_id(who: str) -> str:
+    """The student id a name becomes: its letters folded to ASCII (``Müller`` -> ``Muller``,
+    ``Łukasz`` -> ``Lukasz``), spaces and commas as ``-``, apostrophes dropped; a name with
+    letters that have no ASCII form (王芳) is written as IDNA writes one (``xn--...``)."""
+    text = unicodedata.normalize("NFC", who.strip())
+    text = re.sub(r"[ ,]+", "-", text).replace("'", "").replace("\u2019", "")
+    folded = "".join(_FOLD.get(char, char) for char in unicodedata.normalize("NFKD", text)
+                     if unicodedata.category(char)[0] != "M")
+    if folded.isascii():
+        return folded
+    return "xn--" + text.encode("punycode").decode("ascii")
 
 
 def student_problem(student: str, course: CourseFolders) -> str | None:
     """Why ``student`` cannot be a student id here (None: it can): checked before any path is
     built from it."""
     if not STUDENT_ID.fullmatch(student) or student in (".", ".."):
-        return ("not a usable student id (letters, digits and _.@+- only, starting with a "
-                "letter or digit, at most 100)")
+        return UNUSABLE
     if student.split(".")[0].lower() in WINDOWS_DEVICES:
         return "a name Windows reserves for a device: not a usable student id"
     if _plain_name(student) in {_plain_name(n) for n in [course.assignment,
@@ -153,6 +321,24 @@ def student_problem(student: str, course: CourseFolders) -> str | None:
     if not target.is_relative_to(base) or target == base:
         return "a student id whose folder would lie outside autograder/submitted/"
     return None
+
+
+def student_ids(people: list[Person], roster: Roster | None = None) -> dict[Person, str]:
+    """Each learner's student id: the roster's, where it knows them (by the LMS's id, else by
+    name); else their name as a folder (:func:`folder_id`), with the LMS's id added where
+    two learners of one name have different LMS ids."""
+    ids = {}
+    for person in people:
+        found = roster.find(person.key, person.who) if roster is not None else None
+        ids[person] = found.student_id if found is not None else folder_id(person.who)
+    keys: dict[str, set] = {}
+    for person, student in ids.items():
+        keys.setdefault(student, set()).add(person.key)
+    for person, student in ids.items():
+        if len(keys[student] - {None}) > 1 and (roster is None or
+                                               roster.find(person.key, person.who) is None):
+            ids[person] = f"{student}-{folder_id(person.key)}"
+    return ids
 
 
 def name_problem(part: str) -> str | None:
@@ -189,6 +375,10 @@ class File:
     size: int                           # as declared (a zip's header) or found (lstat)
     open: Callable[[], IO[bytes]]
     lms: bool = False                   # named at the top level, not in a learner's folder
+    naming: str = "folder"              # the format that named it (orders compare within one)
+    order: tuple = ()                   # among one learner's files of one name: larger, newer
+    when: datetime | None = None        # when it was handed in, where the batch says
+    index: int = 0                      # its place in the batch
 
 
 @dataclass
@@ -196,10 +386,14 @@ class Batch:
     """What was found in a batch: each learner's files in the batch's order, and what not."""
 
     course: CourseFolders
-    learners: dict[str, list[File]] = field(default_factory=dict)
+    lms: str | None = None
+    learners: dict[Person, list[File]] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)
-    beyond: dict[str, int] = field(default_factory=dict)  # files not even kept in memory
-    tops: dict[tuple[str, str], str | None] = field(default_factory=dict)
+    beyond: dict[Person, int] = field(default_factory=dict)  # files not even kept in memory
+    tops: dict[tuple[str, str], Found | None] = field(default_factory=dict)
+    count: int = 0
+    roster: Roster | None = None
+    collected: Collected | None = None
 
     def refuse(self, label: str, why: str) -> None:
         label = plain.line(label)
@@ -208,48 +402,48 @@ class Batch:
                          if f"{label} ({n})" not in self.refused)
         self.refused[label] = why
 
-    def learner(self, top: str, kind: str) -> str | None:
-        """The student a top-level entry names (None, and listed, where it names none); once
-        per name, however many members lie under it."""
+    def learner(self, top: str, kind: str) -> Found | None:
+        """Whose a top-level entry is (None, and listed, where it names no one); once per
+        name, however many members lie under it."""
         if (top, kind) not in self.tops:
             try:
-                student, _ = identify(top, kind, self.course)
-                self.learners.setdefault(student, [])
+                found = identify(top, kind, self.course, self.lms)
+                self.learners.setdefault(found.person, [])
             except Refused as why:
                 self.refuse(top, str(why))
-                student = None
-            self.tops[top, kind] = student
+                found = None
+            self.tops[top, kind] = found
         return self.tops[top, kind]
 
-    def add(self, student: str, file: File) -> None:
+    def add(self, person: Person, file: File) -> None:
         """A learner's file; past ten times what a learner may hand in, only counted."""
-        files = self.learners.setdefault(student, [])
+        files = self.learners.setdefault(person, [])
+        self.count += 1
+        file.index = self.count
         if len(files) < 10 * MAX_LEARNER_FILES:
             files.append(file)
         else:
-            self.beyond[student] = self.beyond.get(student, 0) + 1
+            self.beyond[person] = self.beyond.get(person, 0) + 1
 
 
 # --- a folder of learners' folders ---------------------------------------------------------------
 
-def collect_folder(course: CourseFolders, submissions: Path) -> tuple[list[str], dict[str, str]]:
+def collect_folder(batch: Batch, submissions: Path) -> None:
     """A folder batch: each learner's folder walked without following a link."""
-    batch = Batch(course)
     for entry in sorted(submissions.iterdir(), key=lambda path: path.name):
         mode = entry.lstat().st_mode
         if stat.S_ISLNK(mode):
             batch.refuse(entry.name, "a link, not a learner's folder: links are never followed")
         elif stat.S_ISDIR(mode):
-            if (student := batch.learner(entry.name, "folder")) is not None:
-                _walk(batch, student, entry)
+            if (found := batch.learner(entry.name, "folder")) is not None:
+                _walk(batch, found, entry)
         elif stat.S_ISREG(mode):
             _top_file(batch, entry.name, entry.lstat().st_size, lambda e=entry: _open_plain(e))
         else:
             batch.refuse(entry.name, "not a regular file or folder (a device, pipe or socket)")
-    return copy_all(batch), batch.refused
 
 
-def _walk(batch: Batch, student: str, top: Path) -> None:
+def _walk(batch: Batch, found: Found, top: Path) -> None:
     def unreadable(error: OSError) -> None:
         batch.refuse(str(Path(error.filename).relative_to(top.parent)),
                      f"could not be read ({error.strerror})")
@@ -269,10 +463,10 @@ def _walk(batch: Batch, student: str, top: Path) -> None:
         for name in sorted(names):
             path = here / name
             inside = path.relative_to(top)
-            _folder_file(batch, student, path, str(path.relative_to(top.parent)), inside)
+            _folder_file(batch, found, path, str(path.relative_to(top.parent)), inside)
 
 
-def _folder_file(batch: Batch, student: str, path: Path, label: str, inside: Path) -> None:
+def _folder_file(batch: Batch, found: Found, path: Path, label: str, inside: Path) -> None:
     info = path.lstat()
     if stat.S_ISLNK(info.st_mode):
         batch.refuse(label, "a link: links are never followed (it could lead to another "
@@ -282,8 +476,21 @@ def _folder_file(batch: Batch, student: str, path: Path, label: str, inside: Pat
     elif problem := path_problem([path.name]):
         batch.refuse(label, problem)
     else:
-        batch.add(student, File(label, PurePosixPath(inside.as_posix()), info.st_size,
-                                lambda: _open_plain(path)))
+        _learners_file(batch, found, label, PurePosixPath(inside.as_posix()), info.st_size,
+                       lambda: _open_plain(path), info.st_mtime)
+
+
+def _learners_file(batch: Batch, found: Found, label: str, path: PurePosixPath, size: int,
+                   opener: Callable[[], IO[bytes]], mtime: float) -> None:
+    """A file in a learner's folder. A copy of a notebook (``conv2d-numpy (1).ipynb``) is
+    that notebook, ordered by its file time (the newest is graded) where the format gives no
+    order of its own."""
+    order = found.order
+    if copy := notebook_copy(path.name, batch.course):
+        path = path.with_name(copy[0])
+        order = order or (mtime, copy[1])
+    batch.add(found.person, File(label, path, size, opener, naming=found.person.lms,
+                                 order=order, when=found.when))
 
 
 def _open_plain(path: Path) -> IO[bytes]:
@@ -298,21 +505,23 @@ def _open_plain(path: Path) -> IO[bytes]:
 def _top_file(batch: Batch, name: str, size: int, opener: Callable[[], IO[bytes]]) -> None:
     """A file at the batch's top level: the LMS's naming says whose, or it is nobody's."""
     try:
-        student, file = identify(name, "file", batch.course)
-        if problem := path_problem([file]):
+        found = identify(name, "file", batch.course, batch.lms)
+        if problem := path_problem([found.file]):
             raise Refused(problem)
     except Refused as why:
         batch.refuse(name, str(why))
         return
-    batch.add(student, File(name, PurePosixPath(file), size, opener, lms=True))
+    batch.add(found.person, File(name, PurePosixPath(found.file), size, opener, lms=True,
+                                 naming=found.person.lms, order=found.order, when=found.when))
 
 
 # --- an LMS zip --------------------------------------------------------------------------------
 
-def collect_zip(course: CourseFolders, archive: Path) -> tuple[list[str], dict[str, str]]:
+def collect_zip(batch: Batch, archive: Path) -> Collected:
     """An LMS zip, read member by member with Python's zipfile, never unpacked as a whole (nor
     by nbgrader's zip_collect, which reads identity anywhere in a path and unpacks archives in
-    it)."""
+    it). A member's time is when the zip was made, not when the learner handed it in: it
+    orders only copies of a notebook in a learner's folder (a teacher's own zip)."""
     try:
         bundle = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as error:
@@ -323,10 +532,10 @@ def collect_zip(course: CourseFolders, archive: Path) -> tuple[list[str], dict[s
         if len(members) > MAX_MEMBERS:
             raise SystemExit(f"grade: {archive} has {len(members)} members, more than any "
                              f"class's download ({MAX_MEMBERS}): not collected")
-        batch = Batch(course)
         for info in members:
             _member(batch, bundle, info)
-        return copy_all(batch), batch.refused
+        copy_all(batch)
+        return batch.collected
 
 
 def _member(batch: Batch, bundle: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
@@ -343,14 +552,14 @@ def _member(batch: Batch, bundle: zipfile.ZipFile, info: zipfile.ZipInfo) -> Non
         else:
             _top_file(batch, name, info.file_size, lambda: bundle.open(info))
         return
-    student = batch.learner(parts[0], "folder")
-    if student is None or len(parts) == 1:
+    found = batch.learner(parts[0], "folder")
+    if found is None or len(parts) == 1:
         return
     if problem := _member_problem(info) or (None if info.is_dir() else path_problem(parts[1:])):
         batch.refuse(name, problem)
     elif not info.is_dir():
-        batch.add(student, File(name, PurePosixPath(*parts[1:]), info.file_size,
-                                lambda: bundle.open(info)))
+        _learners_file(batch, found, name, PurePosixPath(*parts[1:]), info.file_size,
+                       lambda: bundle.open(info), datetime(*info.date_time).timestamp())
 
 
 def _member_problem(info: zipfile.ZipInfo) -> str | None:
@@ -382,22 +591,38 @@ def _this_assignment(files: list[File], assignment: str) -> list[File]:
 
     if not any(inside(file) for file in files):
         return files
-    return [File(f.label, PurePosixPath(*f.path.parts[1:]), f.size, f.open) if inside(f) else f
+    return [replace(f, path=PurePosixPath(*f.path.parts[1:])) if inside(f) else f
             for f in files if inside(f) or f.lms]
 
 
-def chosen(batch: Batch, student: str) -> list[File]:
+def _newer(file: File, than: File) -> bool:
+    """Whether ``file`` is a newer submission than ``than``, of one learner and one name: by
+    what the LMS gives (LATE, the attachment id, a copy's number, the attempt's time) where
+    one format named both, else the later in the batch."""
+    if file.naming == than.naming and file.order != than.order:
+        return file.order > than.order
+    return file.index > than.index
+
+
+def chosen(batch: Batch, person: Person, student: str) -> list[File]:
     """The files a learner hands in for this assignment (:func:`_this_assignment`); of two
-    with the same name, the later in the batch; at most MAX_LEARNER_FILES."""
-    files = _this_assignment(batch.learners[student], batch.course.assignment)
+    with the same name, the newer (:func:`_newer`), the other listed; at most
+    MAX_LEARNER_FILES."""
+    files = _this_assignment(batch.learners[person], batch.course.assignment)
     kept: dict[PurePosixPath, File] = {}
     for file in files:
-        if (earlier := kept.pop(file.path, None)) is not None:
-            batch.refuse(earlier.label, f"another file of the same name for this learner, later "
-                                        f"in the batch, was kept ({plain.line(file.label)})")
+        if (other := kept.get(file.path)) is not None:
+            newer, older = (file, other) if _newer(file, other) else (other, file)
+            by_order = newer.naming == older.naming and newer.order != older.order
+            batch.refuse(older.label, (
+                f"an older submission of {student}: the newer one, "
+                f"{plain.line(newer.label)}, was graded" if by_order else
+                f"another file of the same name for this learner, later in the batch, was "
+                f"kept ({plain.line(newer.label)})"))
+            file = newer
         kept[file.path] = file
     files = list(kept.values())
-    beyond = len(files) - MAX_LEARNER_FILES + batch.beyond.get(student, 0)
+    beyond = len(files) - MAX_LEARNER_FILES + batch.beyond.get(person, 0)
     if beyond > 0:
         batch.refuse(student, f"{beyond} files beyond the first "
                               f"{MAX_LEARNER_FILES} were not collected: a learner hands in at "
@@ -419,20 +644,56 @@ def learner_folder(course: CourseFolders, student: str) -> Path:
     return target
 
 
-def copy_learner(batch: Batch, student: str) -> bool:
-    """Copy a learner's chosen files into submitted/; whether the learner was collected."""
-    files = chosen(batch, student)
+#: nbgrader's record of when a submission was handed in, in its submitted folder.
+TIMESTAMP = "timestamp.txt"
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+def submitted_time(folder: Path) -> datetime | None:
+    """The time in a submitted folder's timestamp.txt (None: none, or unreadable)."""
+    path = folder / TIMESTAMP
     try:
+        if path.is_symlink() or not path.is_file():
+            return None
+        return datetime.strptime(path.read_text()[:40].strip()[:19], TIME_FORMAT)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def copy_learner(batch: Batch, person: Person, student: str) -> bool:
+    """Copy a learner's chosen files into submitted/ with the time they were handed in (the
+    newest file's, where the batch gives times); whether the learner was collected. A
+    submission older than the one collected before (a download made earlier) is listed, and
+    the newer one kept."""
+    files = chosen(batch, person, student)
+    times = [file.when for file in files if file.when is not None]
+    when = max(times) if times else None
+    try:
+        if problem := student_problem(student, batch.course):
+            raise Refused(problem)
+        before = submitted_time(batch.course.folder("submitted", student))
+        if when is not None and before is not None and when < before:
+            for file in files:
+                batch.refuse(file.label, f"older than {student}'s submission collected before "
+                                         f"(handed in {before:{TIME_FORMAT}}), which is kept")
+            return True
         target = learner_folder(batch.course, student)
     except Refused as why:
-        batch.refuse(student, str(why))
+        for label in _top_labels(files) or [student]:
+            batch.refuse(label, str(why))
         return False
     budget = MAX_LEARNER_BYTES
     for file in files:
+        if file.path == PurePosixPath(TIMESTAMP) and when is not None:
+            batch.refuse(file.label, f"{TIMESTAMP} is where the grader records when the "
+                                     "submission was handed in")
+            continue
         try:
             budget -= copy_file(file, target, budget)
         except Refused as why:
             batch.refuse(file.label, str(why))
+    if when is not None:
+        (target / TIMESTAMP).write_text(f"{when:{TIME_FORMAT}}\n")
     return True
 
 
@@ -486,11 +747,31 @@ def _too_large(limit: int) -> str:
 
 # --- the batch -----------------------------------------------------------------------------------
 
-def collect(course: CourseFolders, submissions: Path) -> tuple[list[str], dict[str, str]]:
+@dataclass
+class Collected:
+    """What collecting a batch found: the students collected, what was not (a label -> why),
+    and for each student the learner as the batch named them."""
+
+    students: list[str]
+    refused: dict[str, str]
+    people: dict[str, Person] = field(default_factory=dict)
+
+    def __iter__(self):  # students, refused = collect(...)
+        return iter((self.students, self.refused))
+
+    def __getitem__(self, index: int):
+        return (self.students, self.refused)[index]
+
+
+def collect(course: CourseFolders, submissions: Path, *, lms: str | None = None,
+            roster: Roster | None = None) -> Collected:
     """Copy the batch into autograder/submitted/; the learners found, and what was not
-    collected (a label -> why)."""
+    collected (a label -> why). ``lms`` reads the top-level names as that LMS names them only
+    (else each as the first format it matches); ``roster`` maps names to student ids."""
+    if lms is not None and lms not in LMSES:
+        raise SystemExit(f"grade: LMS={lms!r} is none of {', '.join(LMSES)}")
     if submissions.is_file() and submissions.suffix.lower() == ".zip":
-        return collect_zip(course, submissions)
+        return collect_zip(Batch(course, lms, roster=roster), submissions)
     if not submissions.is_dir():
         raise SystemExit(f"grade: {submissions} is neither a folder of learners' folders nor a "
                          ".zip file")
@@ -501,15 +782,44 @@ def collect(course: CourseFolders, submissions: Path) -> tuple[list[str], dict[s
             submissions.resolve().is_relative_to(submitted):
         raise SystemExit(f"grade: {submissions} holds, or lies in, the grader's own "
                          f"{submitted}: give the folder of learners' folders")
-    return collect_folder(course, submissions)
+    batch = Batch(course, lms, roster=roster)
+    collect_folder(batch, submissions)
+    copy_all(batch)
+    return batch.collected
 
 
-def copy_all(batch: Batch) -> list[str]:
-    """Copy every learner found; the students collected."""
-    return sorted(student for student in batch.learners if copy_learner(batch, student))
+def _top_labels(files: list[File]) -> list[str]:
+    """The batch's own top-level names of a learner's files (an LMS file, a folder)."""
+    return list(dict.fromkeys(f.label if f.lms else f.label.split("/")[0] for f in files))
 
 
-def already_submitted(course: CourseFolders) -> tuple[list[str], dict[str, str]]:
+def copy_all(batch: Batch) -> None:
+    """Copy every learner found, under their student id (:func:`student_ids`). Two people of
+    the batch are one learner where the batch names them alike (a folder and an LMS file) or
+    the roster makes them one; two names that only fold into one id (``o'brien``, ``obrien``)
+    are not: the later is listed, not collected."""
+    ids = student_ids(list(batch.learners), batch.roster)
+    people: dict[str, Person] = {}
+    for person in list(batch.learners):
+        student = ids[person]
+        if student not in people:
+            people[student] = person
+        elif people[student].who == person.who or (
+                batch.roster is not None and batch.roster.find(person.key, person.who)):
+            batch.learners[people[student]] += batch.learners.pop(person)
+        else:
+            for label in _top_labels(batch.learners.pop(person)):
+                batch.refuse(label, f"its name becomes the student id of another learner of "
+                                    f"the batch, {student} ({plain.line(people[student].who)})"
+                                    f": give one of them another name, or a roster")
+    batch.collected = Collected([], batch.refused)
+    for student, person in sorted(people.items()):
+        if copy_learner(batch, person, student):
+            batch.collected.students.append(student)
+            batch.collected.people[student] = person
+
+
+def already_submitted(course: CourseFolders) -> Collected:
     """nbgrader's own layout, already in autograder/submitted/: its learners, not copied."""
     students, refused = [], {}
     for folder in sorted((course.work / "submitted").iterdir()):
@@ -520,4 +830,4 @@ def already_submitted(course: CourseFolders) -> tuple[list[str], dict[str, str]]
         elif (folder / course.assignment).is_dir() and \
                 not (folder / course.assignment).is_symlink():
             students.append(folder.name)
-    return students, refused
+    return Collected(students, refused, {s: Person("folder", s) for s in students})

@@ -2,16 +2,19 @@
 that notebook as HTML (:func:`feedback_html`).
 
 The HTML is rendered as ``nbgrader generate_feedback`` renders it (nbgrader's own feedback
-template), from the scores just computed rather than from the gradebook: so every worker
-writes its learners' pages in parallel, and ``nbgrader generate_feedback`` later (after
-manual grading, say) renders the same notebooks again. nbgrader is imported only to render
-HTML: Gradescope's image, which writes no HTML, does not have it.
+template, made easier to read by :func:`readable`), from the scores just computed rather than
+from the gradebook: so every worker writes its learners' pages in parallel. Where the gradebook
+holds manual scores or comments, ``make grade`` renders that learner's pages again from it
+after the batch (:func:`regenerate`). nbgrader is imported only to render HTML: Gradescope's
+image, which writes no HTML, does not have it.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
+import html
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +22,7 @@ import nbformat
 
 from autograder import plain
 from autograder.notebook import nbgrader_meta
+from autograder.report import cell_titles
 
 if TYPE_CHECKING:  # the results are made in score.py, which makes their feedback here
     from autograder.score import NotebookResult
@@ -87,7 +91,10 @@ def _exporter():
     return exporter
 
 
-def feedback_html(result: NotebookResult, *, student: str, assignment: str) -> str:
+def feedback_html(result: NotebookResult, *, student: str, assignment: str,
+                  comments: dict[str, str] | None = None) -> str:
+    """The page: the feedback notebook with each test's score, and the instructor's manual
+    comments (formgrader's, by answer cell) where there are any."""
     notebook = copy.deepcopy(result.feedback)
     scores = {t.grade_id: t for t in result.tests}
     for cell in notebook.cells:
@@ -96,9 +103,48 @@ def feedback_html(result: NotebookResult, *, student: str, assignment: str) -> s
             meta["score"] = scores[meta["grade_id"]].score
             meta["points"] = scores[meta["grade_id"]].points
         if meta.get("solution"):
-            meta["comment"] = None
+            meta["comment"] = (comments or {}).get(meta.get("grade_id"))
     resources = {"nbgrader": {"score": result.score, "max_score": result.max_score,
                               "late_penalty": 0, "notebook": result.name,
                               "assignment": assignment, "student": student}}
-    html, _ = _exporter().from_notebook_node(notebook, resources=resources)
-    return html
+    page, _ = _exporter().from_notebook_node(notebook, resources=resources)
+    return readable(page, cell_titles(notebook))
+
+
+#: A failure's message wraps at the page's width: what it says is wrong is seen at once.
+WRAP = ("<style>div.output_area pre, div.output_subarea pre {white-space: pre-wrap; "
+        "overflow-wrap: anywhere; word-break: normal}</style>")
+
+
+def readable(page: str, titles: dict[str, str]) -> str:
+    """nbgrader's page made easier to read: messages wrapped, and each test of the index
+    named by what it checks (the docstring its cell opens with) instead of "Test cell"."""
+    page = page.replace("</head>", WRAP + "</head>", 1)
+    for grade_id, title in titles.items():
+        page = page.replace(f'<a href="#{grade_id}">Test cell</a>',
+                            f'<a href="#{grade_id}">{html.escape(title)}</a>', 1)
+    return page
+
+
+def regenerate(autograded: Path, feedback: Path, scores: dict[str, float],
+               comments: dict[str, str], *, student: str, assignment: str) -> None:
+    """Render a learner's pages again from what the gradebook holds: ``scores`` (each cell's,
+    manual scores in place of automatic ones) and the manual ``comments``; the messages and
+    notebooks are the grader's, from result.json and the autograded notebooks."""
+    from autograder.score import NotebookResult, TestResult
+
+    try:
+        graded = json.loads((autograded / "result.json").read_text())
+    except (OSError, ValueError):
+        return
+    for name, notebook in graded.get("notebooks", {}).items():
+        path = autograded / f"{name}.ipynb"
+        if not path.is_file():
+            continue
+        tests = [TestResult(t["grade_id"], t["points"], scores.get(t["grade_id"], t["score"]),
+                            t.get("message")) for t in notebook.get("tests", [])]
+        result = NotebookResult(name, tests, feedback=nbformat.read(path, as_version=4))
+        feedback.mkdir(parents=True, exist_ok=True)
+        (feedback / f"{name}.html").write_text(
+            feedback_html(result, student=student, assignment=assignment, comments=comments),
+            encoding="utf-8")

@@ -1,16 +1,25 @@
 """``make grade``: grade a whole class in parallel, safely, and resumably.
 
     python -m autograder.grade ASSIGNMENT SUBMISSIONS [--workers N] [--unsafe] [--force]
+                               [--lms canvas|moodle|blackboard|brightspace] [--roster CSV]
 
 SUBMISSIONS is a folder with one sub-folder per learner (``<student_id>/<notebook>.ipynb``)
-or an LMS zip, read by autograder/collect.py: learners are named by the zip's top-level names
-only (``<student_id>/...`` or ``<student_id>_..._<notebook>.ipynb``), and whatever cannot be
-collected is listed with its reason. Every submission is copied to autograder/submitted/,
-graded in the sandbox (autograder/score.py), recorded in the nbgrader gradebook, and handed
-back as feedback HTML in autograder/feedback/; all scores
-go to autograder/grades.csv. A learner's grade is written the moment it is ready, with a
+or an LMS download (a zip or its folder), read by autograder/collect.py: learners are named by
+the top-level names only, as Canvas, Moodle, Blackboard or Brightspace name them (``--lms``
+reads only that LMS's names; without it each is read as the first that fits), and the newest
+submission of each learner's notebook is graded. Every file is graded under a student id or
+listed, with its reason, in the summary and in autograder/not-graded.csv. Every submission is
+copied to autograder/submitted/, graded in the sandbox (autograder/score.py), recorded in the
+nbgrader gradebook, and handed back as feedback HTML in autograder/feedback/.
+
+The gradebook is the one source of truth: after every batch, autograder/grades.csv, the LMS
+imports in autograder/exports/ and the class report in autograder/report/ are rebuilt from it
+(every learner of every batch, manual scores and comments from formgrader included); a regrade
+never overwrites a manual score. A learner's grade is written the moment it is ready, with a
 fingerprint of the submission and the tests: a run that was interrupted, or the same batch
-graded again, reuses it (``--force`` grades everything again).
+graded again, reuses it (``--force`` grades everything again, once: run it again after a
+Ctrl-C and it goes on where it stopped). ``--roster`` (student_id, lms_id, name, section)
+maps the LMS's names to student ids and lists who handed in nothing.
 
 The hidden tests' inputs are drawn with the course secret (autograder/secret.py), made on first
 use in autograder/course-secret; ``--no-secret`` draws them from the published seeds instead,
@@ -37,9 +46,10 @@ from pathlib import Path
 
 import nbformat
 
-from autograder import grader_files, plain, secret
+from autograder import exports, grader_files, plain, report, secret
 from autograder.cgroup import cgroup_note, cgroup_problem
-from autograder.collect import collect
+from autograder.collect import LMSES, Person, collect, submitted_time
+from autograder.roster import Roster
 from autograder.sandbox import Limits, bwrap_problem
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -126,12 +136,21 @@ def ensure_gradebook(course: Course) -> None:
         raise SystemExit(f"grade: nbgrader generate_assignment failed:\n{result.stderr[-3000:]}")
 
 
-def record(gradebook, assignment: str, graded: dict) -> None:
-    """Write one learner's scores into the (open) nbgrader gradebook."""
+def record(gradebook, course: Course, graded: dict, person: Person | None = None) -> None:
+    """Write one learner's automatic scores into the (open) nbgrader gradebook, with the time
+    of the submission (its timestamp.txt) and the LMS's id of the learner where the batch
+    named one. A manual score or comment (formgrader's) is never touched: nbgrader counts a
+    manual score in place of the automatic one."""
+    student, assignment = graded["student_id"], course.assignment
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # SQLAlchemy's notes on nbgrader's own session use
-        gradebook.update_or_create_student(graded["student_id"])
-        submission = gradebook.update_or_create_submission(assignment, graded["student_id"])
+        lms_id = {"canvas": person.key, "blackboard": person.who}.get(person.lms) \
+            if person is not None else None
+        gradebook.update_or_create_student(student, **({"lms_user_id": lms_id} if lms_id
+                                                       else {}))
+        when = submitted_time(course.folder("submitted", student))
+        submission = gradebook.update_or_create_submission(
+            assignment, student, **({"timestamp": when} if when else {}))
         for notebook in submission.notebooks:
             tests = {t["grade_id"]: t for t in
                      graded["notebooks"].get(notebook.name, {}).get("tests", [])}
@@ -141,27 +160,22 @@ def record(gradebook, assignment: str, graded: dict) -> None:
         gradebook.db.commit()
 
 
-def write_csv(course: Course, results: list[dict]) -> Path:
-    """autograder/grades.csv: this assignment's rows replaced, other assignments' kept."""
-    path = course.work / "grades.csv"
+def write_not_graded(course: Course, batch: str, refused: dict[str, str],
+                     failures: dict[str, str]) -> Path:
+    """autograder/not-graded.csv: what this batch did not grade, and why; the rows of other
+    batches and assignments kept."""
+    path = course.work / "not-graded.csv"
+    header = ["assignment", "batch", "file", "reason"]
     rows = []
-    if path.exists():
-        with path.open(newline="") as file:
-            rows = [row for row in csv.DictReader(file) if row["assignment"] != course.assignment]
-    for graded in results:  # learner text (ids, problems naming their files) as plain text
-        rows.append({"student_id": plain.csv_field(graded["student_id"]),
-                     "assignment": course.assignment, "score": f"{graded['score']:g}",
-                     "max_score": f"{graded['max_score']:g}",
-                     "problem": plain.csv_field(graded.get("problem") or "")})
-    rows.sort(key=lambda row: (row["assignment"], row["student_id"]))
-    scratch = path.with_suffix(".csv.part")
-    with scratch.open("w", newline="") as file:
-        writer = csv.DictWriter(file, ["student_id", "assignment", "score", "max_score",
-                                       "problem"])
-        writer.writeheader()
-        writer.writerows(rows)
-    scratch.replace(path)
-    return path
+    if path.is_file():
+        with path.open(newline="", encoding="utf-8") as file:
+            rows = [[row.get(h, "") for h in header] for row in csv.DictReader(file)
+                    if (row.get("assignment"), row.get("batch")) !=
+                    (course.assignment, plain.csv_field(batch))]
+    rows += [[course.assignment, batch, label, why] for label, why in refused.items()]
+    rows += [[course.assignment, batch, student, f"the grader failed (run again to retry): "
+                                                 f"{why}"] for student, why in failures.items()]
+    return exports.write_rows(path, header, rows)
 
 
 # --- grading one learner (in a worker process) ---------------------------------------------------
@@ -222,19 +236,46 @@ def grade_student(root: str, assignment: str, student: str, key: str, limits: Li
     problems = [n["problem"] for n in notebooks if n["problem"]]
     graded["problem"] = "; ".join(problems) or None
     graded["seconds"] = round(time.monotonic() - started, 2)
+    graded["graded_at"] = time.time()
     part = autograded / "result.json.part"
     part.write_text(json.dumps(graded, indent=1))
     part.replace(autograded / "result.json")
     return graded
 
 
-def previous_result(course: Course, student: str, key: str) -> dict | None:
+def previous_result(course: Course, student: str, key: str,
+                    since: float | None = None) -> dict | None:
+    """The learner's grade, where it was made for this submission and these tests (``key``)
+    and, given ``since``, no earlier than that."""
     path = course.folder("autograded", student) / "result.json"
     try:
         graded = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return graded if graded.get("key") == key else None
+    if not isinstance(graded, dict) or graded.get("key") != key:
+        return None
+    if since is not None and not graded.get("graded_at", 0) >= since:
+        return None
+    return graded
+
+
+def forced_since(course: Course, force: bool) -> float | None:
+    """With ``--force``, when the forced regrade began: now, or, where a forced run was
+    interrupted, when that one began (so running it again goes on where it stopped)."""
+    marker = course.work / "autograded" / f".forced-{course.assignment}"
+    if not force:
+        return None
+    try:
+        return float(marker.read_text())
+    except (OSError, ValueError):
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        now = time.time()
+        marker.write_text(repr(now))
+        return now
+
+
+def forced_done(course: Course) -> None:
+    (course.work / "autograded" / f".forced-{course.assignment}").unlink(missing_ok=True)
 
 
 # --- the batch ---------------------------------------------------------------------------------
@@ -268,8 +309,10 @@ class Progress:
 def _pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
     # Workers fork from a server that has imported the heavy modules once (torch, nbconvert).
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["autograder.grade", "autograder.score",
-                                    "autograder.feedback", "nbconvert", "torch"])
+    # (not autograder.grade itself: run as ``-m``, each worker runs it again as __mp_main__,
+    # and runpy warns where it was imported before)
+    context.set_forkserver_preload(["autograder.score", "autograder.feedback", "nbconvert",
+                                    "torch"])
     slots = context.Queue()
     for slot in range(workers):
         slots.put(slot)
@@ -284,22 +327,24 @@ def _ready() -> None:
 
 
 def grade_batch(course: Course, students: list[str], *, workers: int, limits: Limits,
-                isolated: bool, force: bool) -> tuple[list[dict], dict[str, str], bool]:
+                isolated: bool, force: bool, people: dict[str, Person] | None = None
+                ) -> tuple[list[dict], dict[str, str], bool]:
     """Grade (or reuse) every learner's submission; record each in the gradebook as it comes.
     Returns the results, the failures and whether the batch ran to the end. A submission the
     grader itself failed on (not the learner's code) gets no grade: it is listed in the
-    failures, and the next run tries it again."""
+    failures, and the next run tries it again. A reused result is marked ``reused``."""
     from nbgrader.api import Gradebook
 
     fingerprint = course.fingerprint()
     keys = {student: submission_key(course, student, fingerprint) for student in students}
+    since = forced_since(course, force)
     results, todo = [], []
     for student in students:
-        kept = None if force else previous_result(course, student, keys[student])
+        kept = previous_result(course, student, keys[student], since)
         if kept is None:
             todo.append(student)
         else:
-            results.append(kept)
+            results.append({**kept, "reused": True})
     pool = _pool(workers) if todo else None
     if pool is not None:  # the workers start while nbgrader prepares the gradebook
         for _ in range(workers):
@@ -308,19 +353,23 @@ def grade_batch(course: Course, students: list[str], *, workers: int, limits: Li
     progress = Progress(len(students))
     failures: dict[str, str] = {}
     complete = pool is None
+    people = people or {}
     with Gradebook(course.db_url) as gradebook:
         for graded in results:
-            record(gradebook, course.assignment, graded)
+            record(gradebook, course, graded, people.get(graded["student_id"]))
             progress.update(graded)
         if pool is not None:
             complete = _grade_in(pool, course, todo, keys, gradebook, results, failures,
-                                 progress, limits=limits, isolated=isolated)
+                                 progress, limits=limits, isolated=isolated, people=people)
     progress.close()
+    if complete and force:
+        forced_done(course)
     return results, failures, complete
 
 
 def _grade_in(pool, course: Course, todo: list[str], keys: dict, gradebook, results: list,
-              failures: dict, progress: Progress, *, limits: Limits, isolated: bool) -> bool:
+              failures: dict, progress: Progress, *, limits: Limits, isolated: bool,
+              people: dict[str, Person]) -> bool:
     """Grade ``todo`` in the worker pool, recording each grade as it arrives; whether all
     were graded (False after Ctrl-C)."""
     complete = False
@@ -336,13 +385,13 @@ def _grade_in(pool, course: Course, todo: list[str], keys: dict, gradebook, resu
                 failures[student] = f"{type(error).__name__}: {str(error)[:500]}"
                 progress.update({"problem": "grader"})
                 continue
-            record(gradebook, course.assignment, graded)
+            record(gradebook, course, graded, people.get(student))
             results.append(graded)
             progress.update(graded)
         complete = True
     except KeyboardInterrupt:
-        print("\ngrade: interrupted; what was graded is kept, run the same command again to "
-              "grade the rest.", file=sys.stderr)
+        print("\ngrade: interrupted; what was graded is kept (and in grades.csv), run the same "
+              "command again to grade the rest.", file=sys.stderr)
     finally:
         if not complete:
             for process in list(getattr(pool, "_processes", {}).values()):
@@ -352,19 +401,23 @@ def _grade_in(pool, course: Course, todo: list[str], keys: dict, gradebook, resu
 
 
 def summary(results: list[dict], refused: dict[str, str], failures: dict[str, str],
-            seconds: float) -> str:
+            seconds: float, extra: list[str] = ()) -> str:
     """What make grade prints at the end: one line of text per learner named, whatever
-    their file names or messages hold (:func:`autograder.plain.line`)."""
+    their file names or messages hold (:func:`autograder.plain.line`); ``extra`` lines (the
+    roster's check, the class report's table) after it."""
     return "\n".join(plain.line(line, 2000) for line in
-                     _summary_lines(results, refused, failures, seconds))
+                     [*_summary_lines(results, refused, failures, seconds), *extra])
 
 
 def _summary_lines(results: list[dict], refused: dict[str, str], failures: dict[str, str],
                    seconds: float) -> list[str]:
     scores = [r["score"] for r in results]
     with_problems = [r for r in results if r.get("problem")]
-    lines = [f"Graded {len(results)} submissions in {seconds:.0f} s"
-             + (f" ({60 * len(results) / seconds:.1f} per minute)" if seconds else "") + "."]
+    graded = sum(not r.get("reused") for r in results)
+    lines = [f"Graded {graded} submissions in {seconds:.0f} s"
+             + (f" ({60 * graded / seconds:.1f} per minute)" if seconds and graded else "")
+             + (f"; {len(results) - graded} graded before were reused" if graded < len(results)
+                else "") + "."]
     if results:
         best = max(r["max_score"] for r in results)
         lines.append(f"Mean score {sum(scores) / len(scores):.2f} of {best:g}.")
@@ -391,6 +444,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=REPOSITORY,
                         help="the course folder (default: this repository)")
     parser.add_argument("--force", action="store_true", help="grade again what was graded")
+    # make grade LMS=... ROSTER=...: make hands its command line's variables to the command
+    parser.add_argument("--lms", choices=LMSES, default=os.environ.get("LMS") or None,
+                        help="read the batch's names as this LMS names them (default: $LMS, "
+                             "else each as the first LMS's naming that fits)")
+    parser.add_argument("--roster", type=Path, default=os.environ.get("ROSTER") or None,
+                        help="a CSV of the class (student_id, lms_id, name, section); "
+                             "default: $ROSTER")
     parser.add_argument("--no-secret", action="store_true",
                         help="draw the hidden tests' inputs from the published seeds, not with "
                              "the course secret (autograder/course-secret)")
@@ -424,22 +484,50 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_secret:
         course.key = secret.course_key(secret.load_or_create(course.work))
     started = time.monotonic()
-    students, refused = collect(course, args.submissions)
+    submissions = args.submissions.expanduser()
+    roster = Roster.load(args.roster.expanduser()) if args.roster else None
+    collected = collect(course, submissions, lms=args.lms, roster=roster)
+    students, refused = collected.students, collected.refused
     if not students:
+        write_not_graded(course, submissions.name, refused, {})
         reasons = "".join(f"\n  not graded: {who!r}: {why}" for who, why in refused.items())
-        print(f"grade: no submissions found in {args.submissions} (expected <student_id>/"
-              f"<notebook>.ipynb folders, or a zip of them){reasons}", file=sys.stderr)
+        print(plain.block(f"grade: no submissions found in {submissions} (expected "
+                          f"<student_id>/<notebook>.ipynb folders, or an LMS zip){reasons}"),
+              file=sys.stderr)
         return 2
     results, failures, complete = grade_batch(
         course, students, workers=max(1, args.workers), limits=limits,
-        isolated=not args.unsafe, force=args.force)
-    csv_path = write_csv(course, results)
-    print(summary(results, refused, failures, time.monotonic() - started))
+        isolated=not args.unsafe, force=args.force, people=collected.people)
+    not_graded = write_not_graded(course, submissions.name, refused, failures)
+    paths, extra = rebuild_outputs(course, roster)
+    print(summary(results, refused, failures, time.monotonic() - started, extra))
     if not args.unsafe and (note := cgroup_note()) is not None:
         print(note)
-    print(f"Scores: {csv_path}; feedback: {course.work / 'feedback'}/<student>/"
-          f"{course.assignment}/")
+    print(f"Scores: {paths[0]} (every learner, from the gradebook); LMS imports: "
+          f"{paths[1].parent}/; class report: {paths[-2]}; not graded: {not_graded}; "
+          f"feedback: {course.work / 'feedback'}/<student>/{course.assignment}/")
     return 130 if not complete else 1 if failures else 0
+
+
+def rebuild_outputs(course: Course, roster: Roster | None) -> tuple[list[Path], list[str]]:
+    """After a batch (finished or not): grades.csv, the LMS imports and the class report,
+    rebuilt from the gradebook, and the feedback of learners graded by hand rendered again
+    with their manual scores and comments. The paths written, and the lines to print."""
+    from autograder.feedback import regenerate
+
+    rebuilt = exports.rebuild(course.work, course.db_url, course.assignment, roster)
+    grades = [g for g in rebuilt["grades"] if g.assignment == course.assignment]
+    for grade in grades:
+        if grade.manual:
+            regenerate(course.folder("autograded", grade.student_id),
+                       course.folder("feedback", grade.student_id), grade.tests,
+                       grade.comments, student=grade.student_id, assignment=course.assignment)
+    class_report, report_paths = report.write(
+        course.work, course.source, course.assignment, {g.student_id: g.score for g in grades},
+        max((g.max_score for g in grades), default=0))
+    lines = [f"  roster: {student}: {what}" for student, what in rebuilt["roster"]]
+    lines += ["  Class report:", *report.table(class_report)]
+    return [*rebuilt["paths"], *report_paths], lines
 
 
 if __name__ == "__main__":

@@ -5,7 +5,12 @@ What the sandbox runs (:func:`learner_program`): every code cell of the submissi
 order, except the graded test cells and the instructor's cells tagged ``skip-when-grading``
 (demonstrations and timings that define nothing a learner's code uses), with locked cells put
 back as the instructor wrote them (as nbgrader does), and the source's ``test-setup`` cells put
-back first where the learner deleted them.
+back first where the learner deleted them (unless they are also tagged ``skip-when-grading``:
+the tests' own imports, which run beside the grader only).
+
+What the sandbox lacks (:func:`sandbox_lacks`): SciPy always; PyTorch too where the
+instructor's notebook says so in its metadata, ``"convcourse": {"sandbox_lacks": ["torch"]}``
+(the NumPy assignment).
 """
 
 from __future__ import annotations
@@ -37,6 +42,13 @@ def hidden_test_lines(cell) -> list[str]:
         return []
     region = cell.source.split(begin, 1)[1].split(end, 1)[0]
     return [line.strip() for line in region.splitlines() if line.strip()]
+
+
+def sandbox_lacks(notebook) -> tuple[str, ...]:
+    """The packages that the sandbox grading this (instructor's) notebook lacks, SciPy first."""
+    meta = notebook.metadata.get("convcourse", {})
+    asked = meta.get("sandbox_lacks", []) if isinstance(meta, dict) else []
+    return ("scipy", *sorted(set(asked) - {"scipy"}))
 
 
 def grade_cells(notebook) -> list:
@@ -122,5 +134,5 @@ def learner_program(submission, source) -> list[dict]:
         program.append({"label": grade_id or f"{index + 1}", "source": str(code)})
     missing = [{"label": nbgrader_meta(c)["grade_id"], "source": c.source}
                for c in source.cells if SETUP_TAG in c.metadata.get("tags", [])
-               and nbgrader_meta(c).get("grade_id") not in seen]
+               and nbgrader_meta(c).get("grade_id") not in seen | left_out]
     return missing + program  # a deleted set-up cell (the imports) is put back first

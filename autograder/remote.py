@@ -132,12 +132,17 @@ class RemoteFunction:
             raise wire.WireError("the sandbox's line count is not a number")
         return count
 
-    def cpu_seconds(self, *args, **kwargs) -> float:
-        """CPU time one call takes in the sandbox, measured by the grader from outside it
-        (the sandbox's control group, or its processes in /proc): the learner's code can make
-        it larger, never smaller."""
-        self(*args, **kwargs)
-        return self._session.call_cpu_seconds
+    def timed_call(self, *args, **kwargs) -> tuple[object, float]:
+        """The value of one call and the CPU time it took in the sandbox, measured by the
+        grader from outside it (the sandbox's control group, or its processes in /proc): the
+        learner's code can make it larger, never smaller. The request is the same as any
+        call's, so the learner's code cannot tell that it is timed."""
+        self._session.measure_cpu = True
+        try:
+            value = self(*args, **kwargs)
+        finally:
+            self._session.measure_cpu = False
+        return value, self._session.call_cpu_seconds
 
     def __repr__(self) -> str:
         return f"<function {self.__name__} (runs in the sandbox)>"

@@ -54,6 +54,12 @@ class Limits:
     threads: int = 1                   # OMP/MKL threads of the learner's process
     restarts: int = 2                  # sandbox deaths a function may cause before it is
                                        # no longer called
+    absent: tuple[str, ...] = ("scipy",)  # packages the learner's code cannot import
+
+    def __post_init__(self):
+        if "scipy" not in self.absent or not set(self.absent) <= set(CAN_BE_ABSENT):
+            raise ValueError(f"a sandbox lacks SciPy and may lack only {CAN_BE_ABSENT}, "
+                             f"not {self.absent}")
 
 
 class SandboxUnavailable(RuntimeError):
@@ -105,17 +111,19 @@ def bound_paths() -> list[Path]:
     return kept
 
 
-#: Packages that the learner's code cannot import in the sandbox: their functions are library
-#: convolutions (SciPy's correlate and convolve), and a function bound to one at import would
-#: escape any watch in the learner's own process. Each is covered by ``sandboxed/absent/``.
-ABSENT_PACKAGES = ("scipy",)
+#: Packages a sandbox can lack, each covered by ``sandboxed/absent/`` (which says why): SciPy's
+#: correlate and convolve are library convolutions, and a function bound to one at import would
+#: escape any watch in the learner's own process, so SciPy is never there; PyTorch is left out
+#: where the assignment is NumPy only (its notebook's metadata, :func:`notebook.sandbox_lacks`),
+#: so that none of its convolutions exists for the learner's code to reach.
+CAN_BE_ABSENT = ("scipy", "torch")
 
 
-def absent_package_dirs() -> list[Path]:
-    """Where the sandbox could find an absent package: the environment, the Python install
+def absent_package_dirs(absent: tuple[str, ...] = ("scipy",)) -> list[Path]:
+    """Where the sandbox could find the ``absent`` packages: the environment, the Python install
     and the system's Python packages under /usr."""
     roots = [*bound_paths(), Path("/usr"), Path("/usr/local")]
-    return sorted({found for root in roots for name in ABSENT_PACKAGES
+    return sorted({found for root in roots for name in absent
                    for found in root.glob(f"lib/python3*/*-packages/{name}") if found.is_dir()})
 
 
@@ -146,7 +154,7 @@ def bwrap_command(slot: int, limits: Limits | None = None) -> list[str]:
                 made.add(parent)
     for path in bound_paths():
         command += ["--ro-bind", str(path), str(path)]
-    for path in absent_package_dirs():
+    for path in absent_package_dirs(limits.absent):
         command += ["--ro-bind", str(SANDBOXED / "absent"), str(path)]
     command += ["--ro-bind", str(SANDBOXED), str(INSIDE),
                 "--chdir", "/home/learner", "--clearenv"]
@@ -183,6 +191,7 @@ def runner_limits(uid: int, limits: Limits, *, isolated: bool) -> dict:
         "RLIMIT_NPROC": limits.processes if root else 0,
         "RLIMIT_CPU": limits.cpu_seconds, "RLIMIT_DATA": limits.memory_bytes,
         "RLIMIT_FSIZE": limits.file_bytes, "RLIMIT_CORE": 0, "RLIMIT_NOFILE": 256,
+        "absent": list(limits.absent),  # the runner does without what the sandbox lacks
         # where convcourse is, for an environment that has it on PYTHONPATH only
         "sys_path": [str(convcourse_dir().parent)],
     }

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import nbformat
@@ -28,10 +28,11 @@ from autograder.notebook import (
     learner_program,
     nbgrader_meta,
     read_submission,
+    sandbox_lacks,
     submitted_notebooks,
 )
 from autograder.remote import RemoteClass, RemoteFunction
-from autograder.sandbox import Limits
+from autograder.sandbox import Limits, SandboxDied, SandboxTimeout
 from autograder.session import Session
 
 #: The longest failure message kept for a test (longer ones are cut, with an ellipsis).
@@ -136,6 +137,8 @@ def run_tests(source, session: Session) -> list[TestResult]:
                 name = getattr(failure, "name", None)
                 message = (_missing_message(name, session) if name in api
                            else f"NameError: {failure}")
+            except (SandboxTimeout, SandboxDied) as failure:  # a sentence for the learner,
+                message = str(failure)                        # not the grader's class name
             except Exception as failure:  # noqa: BLE001  (the learner's, or the sandbox's)
                 message = f"{type(failure).__name__}: {failure}"
         if message is not None and len(message) > MAX_MESSAGE:
@@ -155,7 +158,8 @@ def grade_notebook(source, release, path: Path, *, name: str | None = None, slot
     except ValueError as problem:
         return ungraded(source, release, name, str(problem))
     program = learner_program(submission, source)
-    session = Session(program, answer_names(source), slot=slot, limits=limits or Limits(),
+    limits = replace(limits or Limits(), absent=sandbox_lacks(source))
+    session = Session(program, answer_names(source), slot=slot, limits=limits,
                       isolated=isolated)
     with session:  # SandboxUnavailable propagates: not a grade, a failure of the grader
         tests = run_tests(source, session)

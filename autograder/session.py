@@ -36,7 +36,8 @@ class Session:
         self.disabled: dict[str, str] = {}
         self.notes: list[str] = []
         self.printed = ""
-        self.call_cpu_seconds = 0.0  # CPU time of the last request's sandbox, read from outside
+        self.measure_cpu = False  # read the sandbox's CPU time around the next requests
+        self.call_cpu_seconds = 0.0  # CPU time of the last measured request, read from outside
 
     def __enter__(self) -> Session:
         self.start()
@@ -107,6 +108,8 @@ class Session:
             self.start()
         timeout = min(self.limits.call_seconds, self.left())
         try:
+            if not self.measure_cpu:
+                return self.sandbox.ask(header, arrays, timeout=timeout)
             before = self.sandbox.cpu_seconds()
             answer = self.sandbox.ask(header, arrays, timeout=timeout)
             self.call_cpu_seconds = self.sandbox.cpu_seconds() - before

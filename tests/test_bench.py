@@ -5,6 +5,7 @@ Nothing here asserts a time: speed is only reported by the bench (design, Number
 
 import contextlib
 import io
+import os
 import re
 
 import bench
@@ -20,7 +21,7 @@ from bench import (
     solution_contenders,
     solution_functions,
 )
-from conftest import make
+from conftest import ROOT, make
 
 from convcourse.grading.cases import conv2d_cases
 from convcourse.reference import conv2d_forward
@@ -54,6 +55,23 @@ def test_the_depthwise_layer_takes_the_bench_shape_through_the_fast_versions():
     for contender in CONTENDERS[:2]:
         reference, call = contender.calls(layer, inputs)
         assert torch.allclose(torch.as_tensor(call()), reference(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("padding, dilation", [(1, 1), (0, 2)])
+def test_the_shifted_products_the_bench_times_alone_add_up_to_the_convolution(padding, dilation):
+    """What a missed target's explanation times as "without a copy" is the whole convolution's
+    arithmetic: with the wrapped columns dropped, F.conv2d (no bias)."""
+    layer = Layer("l", (2, 5, 7, 6), 4, 3, padding=padding, dilation=dilation)
+    x, weight, _ = layer.inputs("cpu")
+    padded = torch.nn.functional.pad(x, (padding,) * 4)
+    h_out, w_out = layer.output_size()
+    w = padded.shape[3]
+    products = bench.shifted_products(padded, weight, layer)
+    out = products().clone()
+    rows = torch.nn.functional.pad(out, (0, h_out * w - out.shape[2])).view(2, 4, h_out, w)
+    expected = torch.nn.functional.conv2d(x, weight, **layer.arguments())
+    assert torch.allclose(rows[..., :w_out], expected, rtol=1e-4, atol=1e-4)
+    assert torch.equal(products(), out)  # a second call starts from zero again
 
 
 def test_flops_are_the_direct_convolution_count():
@@ -134,18 +152,42 @@ def test_make_bench_reports_every_contender_on_the_worked_examples(quick_bench):
 
 @pytest.mark.sandbox
 @pytest.mark.slow
-def test_make_bench_reports_both_grading_throughputs_and_their_ratio(quick_bench):
+def test_make_bench_reports_both_graders_cost_in_wall_clock_and_cpu_seconds(quick_bench):
     assert re.search(r"^Grading 3 honest submissions of 02-numpy on \d+ CPUs, 1 round\(s\), "
                      r"load \d+\.\d \(--quick",
                      quick_bench, re.M), quick_bench[-2000:]
     for grader in (r"make grade \(sandbox, \d+ workers\)", r"nbgrader autograde \(sequential\)"):
-        line = rf"^{grader}\s+\d+\.\d s\s+\d+\.\d submissions/min"
+        line = (rf"^{grader}\s+\d+\.\d s\s+\d+\.\d submissions/min\s+\d+\.\d\d "
+                r"CPU-s/submission \(wall \d+\.\d s\)")
         assert re.search(line, quick_bench, re.M), quick_bench[-2000:]
-    assert re.search(r"^make grade / nbgrader autograde: \d+\.\d\dx, rounds "
-                     r"\d+\.\d\d-\d+\.\d\dx \(target >= 3x\) (PASS|MISS)$",
+    assert re.search(r"^make grade / nbgrader autograde: \d+\.\d\dx faster by the wall clock "
+                     r"\(rounds \d+\.\d\d-\d+\.\d\dx\), \d+\.\d\dx less CPU \(rounds "
+                     r"\d+\.\d\d-\d+\.\d\dx\)$", quick_bench, re.M), quick_bench[-2000:]
+    assert re.search(r"^make grade costs \d+\.\d\d CPU-s per honest 02-numpy submission, "
+                     r"sandbox on \(target <= 1\.5\) (PASS|MISS)$",
                      quick_bench, re.M), quick_bench[-2000:]
     # Speed is only reported; the marks are checked: an honest learner gets all of them.
-    assert "Both graders gave all 3 learners full marks." in quick_bench
+    assert "Both graders gave every learner of 02-numpy full marks." in quick_bench
+
+
+def test_the_cpu_time_of_a_process_tree_counts_an_orphaned_grandchild():
+    """TreeCpu counts a process whose parent exits first (an orphan, as a killed sandbox's
+    processes are): the grandchild burns 0.3 CPU-s after its parent is gone, and the count
+    holds them. Run in a process of its own, which becomes the subreaper."""
+    import subprocess
+    import sys
+
+    burn = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass"
+    orphan = f"import subprocess, sys; subprocess.Popen([sys.executable, '-c', {burn!r}])"
+    measure = ("import subprocess, sys\nfrom bench_grading import TreeCpu, become_subreaper\n"
+               "assert become_subreaper()\nwith TreeCpu() as tree:\n"
+               f"    subprocess.run([sys.executable, '-c', {orphan!r}], check=True)\n"
+               "print(tree.seconds)")
+    result = subprocess.run([sys.executable, "-c", measure], cwd=ROOT / "tests",
+                            env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert float(result.stdout) >= 0.3, result.stdout
 
 
 def test_the_backward_contender_gives_autograds_three_gradients():

@@ -1,12 +1,13 @@
-"""The built book read from disk in headless Chromium, with no network: math typesets and
-every image loads. Screenshots of each page are kept in book/_build/screenshots/."""
+"""The built book read from disk in headless Chromium, with no network: math typesets, every
+image loads, and every exercise's solution is hidden until its title is clicked. Screenshots of
+each page are kept in book/_build/screenshots/."""
 
 from __future__ import annotations
 
 import shutil
 
 import pytest
-from conftest import toc_pages
+from conftest import BOOK, toc_pages
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
@@ -92,3 +93,38 @@ def test_page_renders_offline(built_book, browser, page):
     assert state["typesetAsSvg"] == state["typeset"], state
     failures = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert not failures, f"{page}: console errors: {failures}"
+
+
+# Each exercise (by its label) with the solution that answers it, the solution's title, and
+# whether its body is shown: hidden at first, and shown once the title is clicked.
+EXERCISES = """
+return [...document.querySelectorAll('div.exercise')].map(exercise => {
+  const solutions = [...document.querySelectorAll('div.solution')].filter(s =>
+      s.querySelector('.admonition-title a[href="#' + CSS.escape(exercise.id) + '"]'));
+  return {label: exercise.id, solutions: solutions.map(s => s.id)};
+});
+"""
+SOLUTION_SHOWN = """
+const body = document.getElementById(arguments[0]).querySelector('section');
+return body.offsetParent !== null && body.innerText.trim().length > 0;
+"""
+
+
+def pages_with_exercises() -> list[str]:
+    return [p for p in toc_pages() if ":::{exercise}" in (BOOK / f"{p}.md").read_text("utf-8")]
+
+
+@pytest.mark.parametrize("page", pages_with_exercises())
+def test_every_exercise_has_a_solution_that_opens_on_click(built_book, browser, page):
+    browser.get(built_book.page(page).as_uri())
+    exercises = browser.execute_script(EXERCISES)
+    source = (BOOK / f"{page}.md").read_text("utf-8")
+    assert len(exercises) == source.count(":::{exercise}"), exercises
+    for exercise in exercises:
+        assert len(exercise["solutions"]) == 1, f"{page}: {exercise}"
+        solution = exercise["solutions"][0]
+        assert not browser.execute_script(SOLUTION_SHOWN, solution), f"{page}: {solution} open"
+        browser.execute_script(
+            "document.getElementById(arguments[0]).querySelector('.admonition-title').click()",
+            solution)
+        assert browser.execute_script(SOLUTION_SHOWN, solution), f"{page}: {solution} stays shut"

@@ -13,7 +13,7 @@ from mistakes import corpus
 
 from convcourse.grading.cases import conv2d_cases
 from convcourse.grading.checks import check_conv2d, check_conv2d_cases
-from convcourse.grading.diagnose import MISTAKES, close, diagnose, mistake_outputs
+from convcourse.grading.diagnose import MISTAKES, UNDECIDED, close, diagnose, mistake_outputs
 from convcourse.reference import Conv2dCase, reference_conv2d
 
 CORPUS = sorted(corpus.MISTAKES)
@@ -207,10 +207,35 @@ def test_a_wrong_shape_always_gets_the_expected_shape_and_the_formula():
     assert "W_out = floor((8 + 2*1 - 1*(3 - 1) - 1) / 1) + 1 = 8" in message
 
 
-def test_a_wrong_shape_names_its_likely_cause_even_when_the_values_differ():
+def test_a_wrong_shape_alone_names_no_mistake_and_is_described():
+    """Zeros of the size that 'padding ignored' gives: many slips give that size, and the
+    values are not that mistake's, so the size is described, not blamed on padding."""
     case = CASES[3]  # padding 1: without it, H_out = 4 and W_out = 6
     message = diagnose(np.zeros((2, 3, 4, 6)), case)
-    assert "A likely cause: you did not pad x" in message
+    assert "you did not pad x" not in message and "likely cause" not in message
+    assert "Your H_out = 4 is 1 row short along the height (nn.Conv2d gives 5)" in message
+    assert "Your W_out = 6 is 2 columns short along the width (nn.Conv2d gives 8)" in message
+
+
+def test_two_mistakes_with_one_output_are_told_apart_by_a_probe_or_not_named():
+    """With padding 1, 'padding ignored' and 'padding read as the total' (1 // 2 = 0) give the
+    same output: from the output alone neither is named; running the function again on a
+    probe with more padding tells which."""
+    case = CASES[3]  # padding 1
+    unpadded = reference_conv2d(case.with_(padding=0))
+    undecided = diagnose(unpadded, case)
+    assert UNDECIDED in undecided and "Your output matches a known mistake" not in undecided
+    assert "you did not pad x" in undecided and "as if `padding` were the total" in undecided
+
+    def never_pads(x, weight, bias=None, padding=0, **arguments):
+        return corpus.load("correct")["conv2d_numpy"](x, weight, bias, padding=0, **arguments)
+
+    x, weight, bias = case.inputs("numpy")
+    with pytest.raises(AssertionError) as failure:
+        check_conv2d(never_pads, x, weight, bias, **case.arguments())
+    named = str(failure.value)
+    assert "Your output matches a known mistake: you did not pad x" in named
+    assert UNDECIDED not in named and "as if `padding` were the total" not in named
 
 
 def test_where_the_values_differ_gives_a_hint():

@@ -13,7 +13,7 @@ import pytest
 
 from autograder import collect as collecting
 from autograder import grade, grader_files
-from autograder.grade import Course, collect, submission_key, summary, write_csv
+from autograder.grade import Course, collect, submission_key, summary
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 ASSIGNMENT = "01-shapes"
@@ -166,20 +166,33 @@ GRADED = {"student_id": "ada", "score": 3.0, "max_score": 4.0, "problem": None,
           "notebooks": {"shapes": {"notes": []}}}
 
 
-def test_the_csv_replaces_this_assignments_rows_and_keeps_the_others(course):
+def test_not_graded_csv_keeps_other_batches_and_replaces_this_ones(course):
     course.work.mkdir(parents=True)
-    (course.work / "grades.csv").write_text(
-        "student_id,assignment,score,max_score,problem\n"
-        "ada,02-numpy,5,10,\n"
-        f"old,{ASSIGNMENT},1,4,\n")
-    path = write_csv(course, [GRADED, {**GRADED, "student_id": "bo", "score": 0.5,
-                                       "problem": "no notebook"}])
-    with path.open(newline="") as file:
+    first = grade.write_not_graded(course, "class.zip", {"loose.ipynb": "no student id"}, {})
+    grade.write_not_graded(course, "late.zip", {"=x.ipynb": "no student id"}, {})
+    grade.write_not_graded(course, "class.zip", {"other.txt": "why"}, {"dee": "OSError"})
+    with first.open(newline="") as file:
         rows = [tuple(row.values()) for row in csv.DictReader(file)]
-    assert rows == [("ada", ASSIGNMENT, "3", "4", ""),
-                    ("bo", ASSIGNMENT, "0.5", "4", "no notebook"),
-                    ("ada", "02-numpy", "5", "10", "")]  # "old" was not graded this time
-    assert not (course.work / "grades.csv.part").exists()
+    assert rows == [(ASSIGNMENT, "late.zip", "'=x.ipynb", "no student id"),
+                    (ASSIGNMENT, "class.zip", "other.txt", "why"),
+                    (ASSIGNMENT, "class.zip", "dee",
+                     "the grader failed (run again to retry): OSError")]
+
+
+def test_a_forced_regrade_that_was_interrupted_goes_on_where_it_stopped(course):
+    """--force grades again what was graded before the forced run began, once: run again
+    after a Ctrl-C, it reuses what the forced run graded."""
+    result = course.folder("autograded", "ada") / "result.json"
+    result.parent.mkdir(parents=True)
+    result.write_text('{"key": "k", "graded_at": 1.0}')
+    since = grade.forced_since(course, force=True)
+    assert grade.previous_result(course, "ada", "k", since) is None  # graded before: again
+    assert grade.forced_since(course, force=True) == since  # the interrupted run's start
+    result.write_text(f'{{"key": "k", "graded_at": {since + 1}}}')
+    assert grade.previous_result(course, "ada", "k", since) is not None
+    grade.forced_done(course)
+    assert grade.forced_since(course, force=True) > since
+    assert grade.forced_since(course, force=False) is None
 
 
 def test_the_summary_counts_and_names_who_had_a_problem():
@@ -188,6 +201,8 @@ def test_the_summary_counts_and_names_who_had_a_problem():
     text = summary(results, {"bad name!": "not a usable id"}, {"dee": "OSError: disk"}, 60)
     lines = text.splitlines()
     assert lines[0] == "Graded 3 submissions in 60 s (3.0 per minute)."
+    reused = summary([{**GRADED, "reused": True}, GRADED], {}, {}, 30).splitlines()[0]
+    assert reused == "Graded 1 submissions in 30 s (2.0 per minute); 1 graded before were reused."
     assert lines[1] == "Mean score 2.33 of 4."
     assert "  bo: a crash" in lines
     assert any(line.startswith("  code that crashed, hung or was stopped") and

@@ -19,6 +19,7 @@ from autograder.notebook import (
     hidden_test_lines,
     learner_program,
     read_submission,
+    sandbox_lacks,
     submitted_notebooks,
 )
 
@@ -131,6 +132,27 @@ def test_a_deleted_set_up_cell_is_put_back_first():
         {"label": "imports", "source": "import numpy as np\n"},
         {"label": "f", "source": "def f(x):\n    return np.asarray(x)\n"},
     ]
+
+
+def test_the_tests_own_imports_run_beside_the_grader_never_in_the_sandbox():
+    reference = cell("import torch\n", tags=("test-setup", "skip-when-grading"),
+                     grade_id="reference", locked=True)
+    source = nbformat.v4.new_notebook(cells=[*SOURCE.cells[:1], reference, *SOURCE.cells[1:]])
+    kept = cell("def f(x):\n    return x\n", grade_id="f", solution=True)
+    for submission in ([kept], [reference, kept]):  # deleted, or kept by the learner
+        program = learner_program(nbformat.v4.new_notebook(cells=submission), source)
+        assert [piece["label"] for piece in program] == ["imports", "f"]
+
+
+def test_the_instructors_notebook_says_what_its_sandbox_lacks():
+    assert sandbox_lacks(SOURCE) == ("scipy",)
+    numpy_only = nbformat.v4.new_notebook(metadata={"convcourse": {"sandbox_lacks": ["torch"]}})
+    assert sandbox_lacks(numpy_only) == ("scipy", "torch")
+    numpy_only.metadata["convcourse"] = "torch"  # not the documented shape: nothing asked
+    assert sandbox_lacks(numpy_only) == ("scipy",)
+    course = Path(__file__).resolve().parents[1]
+    assert {path.parent.name for path in course.glob("solutions/*/*.ipynb")
+            if "torch" in sandbox_lacks(nbformat.read(path, as_version=4))} == {"02-numpy"}
 
 
 def test_odd_cells_are_read_as_plain_code_or_skipped():

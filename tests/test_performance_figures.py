@@ -13,6 +13,7 @@ from convcourse.figures.performance import (
     conv2d_flops,
     conv2d_im2col,
     conv2d_loops,
+    conv_backend,
     copy_bandwidth,
     im2col,
     matmul_peak,
@@ -118,3 +119,20 @@ def test_onednn_logs_the_last_run_of_a_convolution():
     assert convolutions[0]["algorithm"].startswith("convolution_")
     assert "ic16oc16" in convolutions[0]["problem"] and convolutions[0]["ms"] >= 0
     assert onednn_primitives("torch.ones(3) + 1") == []  # no oneDNN primitive at all
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="no oneDNN in this build")
+@pytest.mark.parametrize(("shapes", "padding"), [
+    (((1, 3, 32, 32), (8, 3, 3, 3)), 1),     # the tiny layer: PyTorch's own im2col
+    (((2, 16, 8, 8), (16, 16, 3, 3)), 0),    # a batch: oneDNN
+])
+def test_the_backend_named_is_the_one_that_runs(shapes, padding):
+    x_shape, w_shape = shapes
+    named = conv_backend(torch.randn(x_shape), torch.randn(w_shape), padding=padding)
+    logged = onednn_primitives(f"F.conv2d(torch.randn{x_shape}, torch.randn{w_shape}, "
+                               f"padding={padding})")
+    ran_onednn = any(call["kind"] == "convolution" for call in logged)
+    assert named in ("Mkldnn", "Slow2d") and ran_onednn == (named == "Mkldnn"), (named, logged)
+    double = conv_backend(torch.randn(x_shape, dtype=torch.float64),
+                          torch.randn(w_shape, dtype=torch.float64), padding=padding)
+    assert double == "Slow2d"  # oneDNN takes no float64 convolution

@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import torch
 
 from autograder import SANDBOXED, cgroup, sandbox, uids
 from autograder.remote import RemoteFunction
@@ -75,6 +76,18 @@ def test_scipy_is_covered_by_the_absent_package_wherever_it_is_installed(command
     assert covered == {str(path) for path in sandbox.absent_package_dirs()}
     scipy = pytest.importorskip("scipy")
     assert str(Path(scipy.__file__).resolve().parent) in covered
+
+
+def test_pytorch_is_covered_too_where_the_assignment_is_numpy_only():
+    torch_dir = str(Path(torch.__file__).resolve().parent)
+    for absent, covered in [(("scipy",), False), (("scipy", "torch"), True)]:
+        command = bwrap_command(0, Limits(absent=absent))
+        assert (torch_dir in {target for _, source, target in binds(command)
+                              if source == str(SANDBOXED / "absent")}) is covered
+        assert runner_limits(-1, Limits(absent=absent), isolated=True)["absent"] == list(absent)
+    for wrong in [(), ("torch",), ("scipy", "numpy")]:  # SciPy always; nothing unknown
+        with pytest.raises(ValueError, match="a sandbox lacks SciPy"):
+            Limits(absent=wrong)
 
 
 def test_no_network_no_environment_and_bounded_private_folders(command):
@@ -187,6 +200,39 @@ def test_inside_the_learner_sees_the_grading_helpers_but_not_the_figures_or_the_
     assert not seen["grader writable"] and seen["home writable"]
     assert set(seen["repository"]) <= {"convcourse", Path(sys.prefix).name}  # the environment
     assert sorted(seen["convcourse"]) == ["__init__.py", "grading", "reference.py"]
+
+
+LOOK_FOR_TORCH = f"""
+import os, sys
+TORCH = {str(Path(torch.__file__).resolve().parent)!r}
+
+def look():
+    return {{"loaded": sorted(name for name in sys.modules if name.split(".")[0] == "torch"),
+             "files": sorted(os.listdir(TORCH)),
+             "library": os.path.exists(os.path.join(TORCH, "lib"))}}
+
+
+def conv(x, w):
+    from numpy.lib.stride_tricks import sliding_window_view
+    return (sliding_window_view(x, w.shape) * w).sum(axis=(-2, -1))
+"""
+
+
+@pytest.mark.sandbox
+def test_a_numpy_only_sandbox_has_no_pytorch_at_all_and_says_why():
+    import numpy as np
+
+    cells = [{"label": "look", "source": LOOK_FOR_TORCH},
+             {"label": "imports", "source": "import torch.nn.functional as F\n"}]
+    with Session(cells, ["look", "conv"], slot=0,
+                 limits=Limits(absent=("scipy", "torch"))) as session:
+        seen = RemoteFunction(session, "look")()
+        x, w = np.arange(20.0).reshape(4, 5), np.ones((2, 2))
+        out = RemoteFunction(session, "conv")(x, w)
+    assert seen == {"loaded": [], "files": ["__init__.py"], "library": False}
+    error = session.errors["imports"]
+    assert error.type == "ModuleNotFoundError" and "graded with NumPy alone" in error.message
+    assert np.array_equal(out, x[:-1, :-1] + x[1:, :-1] + x[:-1, 1:] + x[1:, 1:])
 
 
 # --- limits per sandbox and a fresh identity per sandbox (issue 15) --------------------------

@@ -3,9 +3,10 @@
 It executes the learner's cells, then answers the grader's requests (call a function, build
 a module, run a backward pass) with plain data over two pipes, in the format of ``wire``. It
 never sees a test, a reference output or a score: those stay with the grader. Once the cells
-have run, library convolutions are refused for good (seal.py), and every other process in the
+have run, PyTorch's convolutions are refused for good (seal.py), and every other process in the
 sandbox is ended, so that no thread or child set up by the cells can compute one for a graded
-call.
+call. In a sandbox without PyTorch (a NumPy-only assignment: ``absent`` in LIMITS_JSON) the
+runner never imports it, and there is nothing to refuse.
 
 Usage (the grader's, autograder/sandbox.py): ``python -I /grader/runner.py REQUESTS_FD
 REPLIES_FD LIMITS_JSON``, started as root inside the sandbox (it then becomes the unprivileged
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 # ctypes is imported here, not where it is used: once we are the sandbox's user, the Python
 # installation may be unreadable (run without bwrap, as the runner's tests do).
+import contextlib
 import ctypes
 import errno
 import linecache
@@ -72,19 +74,25 @@ def main(argv: list[str]) -> None:
     import json
 
     requests, replies, limits = int(argv[1]), int(argv[2]), json.loads(argv[3])
+    absent = limits.pop("absent", [])
     alone = limit_myself(limits)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import seal
-    import torch
     import wire
 
-    from convcourse.grading.checks import count_python_lines
+    from convcourse.grading.lines import count_python_lines
+
+    if "torch" in absent:  # a NumPy-only assignment: no PyTorch in this sandbox at all
+        Server(wire, count_python_lines, alone=alone, requests=requests, replies=replies).serve()
+        return
+    import seal
+    import torch
+
     from convcourse.grading.guard import scipy_convolutions, torch_operations
 
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
     seal.withdraw_kernel_handles(torch)
-    Server(wire, torch, seal, scipy_convolutions, count_python_lines, alone=alone,
+    Server(wire, count_python_lines, torch, seal, scipy_convolutions, alone=alone,
            requests=requests, replies=replies, torch_operations=torch_operations).serve()
 
 
@@ -92,11 +100,13 @@ class Server:
     """The namespace of the learner's cells and the objects handed out by handle; it reads
     requests from the file descriptor ``requests`` and writes replies to ``replies``."""
 
-    def __init__(self, wire, torch, seal, scipy_convolutions, count_python_lines, *, alone,
-                 requests: int, replies: int, torch_operations=None):
+    def __init__(self, wire, count_python_lines, torch=None, seal=None, scipy_convolutions=None,
+                 *, alone, requests: int, replies: int, torch_operations=None):
+        # Without PyTorch (torch None) the sandbox lacks SciPy as well (autograder/sandbox.py),
+        # and there is nothing to seal: no library convolution exists here.
         self.wire, self.torch, self.seal, self.alone = wire, torch, seal, alone
         self.requests, self.replies = requests, replies
-        self.scipy_convolutions = scipy_convolutions
+        self.scipy_convolutions = scipy_convolutions or _nothing_to_refuse
         self.count_python_lines = count_python_lines
         self.torch_operations = torch_operations  # for calls that must be NumPy only
         self.torch_used: list[str] = []
@@ -117,7 +127,8 @@ class Server:
     def serve(self) -> None:
         header, _ = self.receive()
         self.run_cells(header["cells"], header["names"])
-        self.refused = self.seal.refuse_library_convolutions(self.torch)
+        if self.seal is not None:
+            self.refused = self.seal.refuse_library_convolutions(self.torch)
         if self.alone:  # all but us and the sandbox's init: the cells' children, whatever they are
             try:
                 os.kill(-1, signal.SIGKILL)
@@ -224,6 +235,8 @@ class Server:
         except Exception as error:  # noqa: BLE001  (e.g. a tensor of an unsupported dtype)
             return {"ok": False, "error": self.error(error)}, []
         torch = self.torch
+        if torch is None:
+            return reply, encoder.arrays
         leaves = decoder.grad_leaves
         if isinstance(result, torch.Tensor) and result.requires_grad and leaves:
             handle = self.handle()
@@ -237,6 +250,8 @@ class Server:
 
     def dispatch(self, header: dict, decoder, reply: dict):
         op, torch = header.get("op"), self.torch
+        if torch is None and (op != "call" or "rng" in header):
+            raise ValueError(f"a sandbox without PyTorch cannot serve {op!r} requests")
         if op == "backward":
             # Kept for more backward passes (gradcheck runs one per output value); the oldest
             # graphs are dropped as new ones come.
@@ -275,6 +290,8 @@ class Server:
 
     def make_tensor(self, array, node):
         torch = self.torch
+        if torch is None:
+            raise self.wire.WireError("a tensor cannot cross to a sandbox without PyTorch")
         dtype = self.wire.dtype_of(node)
         if array is None:
             tensor = torch.empty([int(n) for n in node["shape"]], dtype=dtype, device="meta")
@@ -312,6 +329,11 @@ class Server:
                     continue
         return {"$module": handle, "type": type(module).__name__[:100], "state": state,
                 "attributes": attributes}
+
+
+@contextlib.contextmanager
+def _nothing_to_refuse(used: list[str]):
+    yield
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ object with a rigged ``__eq__`` or ``__array__`` cannot cross. The one kind of f
 crosses is a test's probe (``convcourse.grading.probes``), by its name.
 
 This file runs on both sides: the trusted grader imports it as ``autograder.sandboxed.wire``,
-the sandbox's runner as ``wire`` (its neighbour in the folder the sandbox mounts).
+the sandbox's runner as ``wire`` (its neighbour in the folder the sandbox mounts). A sandbox
+without PyTorch (a NumPy-only assignment) speaks the same language without tensors.
 """
 
 from __future__ import annotations
@@ -21,7 +22,11 @@ import zipfile
 from dataclasses import dataclass
 
 import numpy as np
-import torch
+
+try:
+    import torch
+except ModuleNotFoundError:  # a sandbox without PyTorch: autograder/sandbox.py, CAN_BE_ABSENT
+    torch = None
 
 from convcourse.grading.probes import PROBES, Probe
 
@@ -52,9 +57,11 @@ REPLY = Budget(message_bytes=64 << 20, text_bytes=4 << 20, values=200_000, depth
 #: What the sandbox reads from the grader: trusted, bounded only against mistakes.
 REQUEST = Budget()
 _HEAD = struct.Struct("<II")
-_DTYPES = {name: getattr(torch, name) for name in (
+_DTYPES = {name: getattr(torch, name, None) for name in (
     "float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool",
     "complex64", "complex128")}
+#: PyTorch's types that cross as themselves (none without PyTorch).
+_TORCH = (torch.Tensor, torch.Size, torch.dtype, torch.device, torch.nn.Module) if torch else ()
 
 
 class WireError(RuntimeError):
@@ -119,8 +126,8 @@ class Encoder:
             raise WireError("a value nested more than 50 levels deep")
         if value is None or type(value) in (bool, int, float, str):
             return value
-        if isinstance(value, torch.Tensor):
-            return self.tensor(value)
+        if isinstance(value, _TORCH):
+            return self.torch_value(value)
         if isinstance(value, np.ndarray) and type(value) is np.ndarray:
             return {"$array": self.array(value)}
         if isinstance(value, np.generic) and not isinstance(value, np.object_):
@@ -131,18 +138,28 @@ class Encoder:
             return [self(item, depth + 1) for item in value]
         if type(value) is dict and all(type(key) is str for key in value):
             return {"$dict": [[key, self(item, depth + 1)] for key, item in value.items()]}
+        if isinstance(value, np.dtype):
+            return {"$npdtype": value.str}
+        if isinstance(value, Probe) and PROBES.get(value.name) is value:
+            return {"$probe": value.name}  # a test's function of x crosses by its name
+        return self.other(value)
+
+
+    def torch_value(self, value) -> dict:
+        """A tensor, size, dtype, device or module (only where PyTorch is there)."""
+        if isinstance(value, torch.Tensor):
+            return self.tensor(value)
         if isinstance(value, torch.Size):
             return {"$size": [int(size) for size in value]}
         if isinstance(value, torch.dtype):
             return {"$dtype": str(value).removeprefix("torch.")}
         if isinstance(value, torch.device):
             return {"$device": str(value)}
-        if isinstance(value, np.dtype):
-            return {"$npdtype": value.str}
-        if self.describe_module is not None and isinstance(value, torch.nn.Module):
+        if self.describe_module is not None:
             return self.describe_module(value, self)
-        if isinstance(value, Probe) and PROBES.get(value.name) is value:
-            return {"$probe": value.name}  # a test's function of x crosses by its name
+        return self.other(value)
+
+    def other(self, value) -> dict:
         if self.strict:
             raise WireError(f"a {type(value).__name__} cannot cross to the sandbox")
         return {"$opaque": _type_name(value)}
@@ -203,6 +220,8 @@ class Decoder:
             return tuple(self(item, depth + 1) for item in node["$tuple"])
         if "$dict" in node:
             return {str(key): self(item, depth + 1) for key, item in node["$dict"]}
+        if torch is None and ("$size" in node or "$dtype" in node or "$device" in node):
+            raise WireError("PyTorch values cannot cross to a sandbox without PyTorch")
         if "$size" in node:
             return torch.Size(int(size) for size in node["$size"])
         if "$dtype" in node:
@@ -222,7 +241,7 @@ class Decoder:
         raise WireError(f"unknown value in a message: {sorted(node)[:3]}")
 
 
-def dtype_of(node: dict) -> torch.dtype:
+def dtype_of(node: dict):
     return _DTYPES[node["dtype"]]
 
 

@@ -150,7 +150,8 @@ def round_to_mantissa(x: torch.Tensor, bits: int = 10) -> torch.Tensor:
     """float32 ``x`` rounded to ``bits`` mantissa bits (to nearest, ties to even).
 
     TF32 keeps float32's 8 exponent bits and 10 of its 23 mantissa bits: with ``bits=10``
-    this is what a TF32 tensor core reads in place of each float32 input.
+    this emulates a TF32 input to within one unit of its last bit (a tensor core that drops
+    the other bits instead of rounding them errs up to twice as much).
     """
     if x.dtype != torch.float32:
         raise ValueError(f"x must be float32, not {x.dtype}")
@@ -161,6 +162,19 @@ def round_to_mantissa(x: torch.Tensor, bits: int = 10) -> torch.Tensor:
     lowest_kept = (integers >> drop) & 1
     rounded = (integers + (1 << (drop - 1)) - 1 + lowest_kept) & ~((1 << drop) - 1)
     return rounded.view(torch.float32)
+
+
+def conv_backend(x: torch.Tensor, weight: torch.Tensor, stride: Size = 1, padding: Size = 0,
+                 dilation: Size = 1, groups: int = 1) -> str:
+    """The name of the backend ``F.conv2d`` picks for these arguments ('Mkldnn', 'Slow2d', ...).
+
+    It asks PyTorch's own dispatcher, ``torch._C._select_conv_backend`` (a private function:
+    its arguments are those of torch 2.13 and may change with a release). 'Mkldnn' is oneDNN,
+    'Slow2d' PyTorch's own im2col + matrix product, 'Cudnn' cuDNN. Int padding only.
+    """
+    return torch._C._select_conv_backend(
+        x, weight, None, list(pair(stride)), list(pair(padding)), list(pair(dilation)), False,
+        [0, 0], groups).name
 
 
 def onednn_primitives(statement: str, runs: int = 2) -> list[dict[str, str]]:

@@ -130,10 +130,13 @@ class Mistake:
 
 MISTAKES = (
     Mistake("grad_x", Slips(flip=True),
-            "grad_x matches a gradient computed with the kernel flipped the wrong way round. "
-            "The forward pass is a cross-correlation, so its input gradient is a true "
-            "convolution of grad_out with the kernel: scatter grad_out[n, o, i, j] · "
-            "weight[o, c, u, v] to the input position tap (u, v) read, without flipping."),
+            "grad_x matches a gradient computed with the kernel flipped the wrong way round: "
+            "flipped where it must not be, or not flipped where it must. Tap (u, v) of output "
+            "(i, j) read the padded input at row i·stride + u·dilation, column j·stride + "
+            "v·dilation, so "
+            "grad_out[n, o, i, j] · weight[o, c, u, v] goes back there: scattering grad_out "
+            "that way uses the kernel as it is; correlating the spread, padded grad_out with "
+            "the kernel needs it flipped, weight[..., ::-1, ::-1]."),
     Mistake("grad_x", Slips(x_unspread=True),
             "grad_x is what you get when grad_out is spread 1 row and column apart: the "
             "stride was lost. Output (i, j) read the input from row i·stride: put its gradient "

@@ -31,9 +31,11 @@ from convcourse.grading.checks import (
     name_of,
     python_lines,
 )
+from convcourse.grading.diagnose import UNDECIDED
 from convcourse.grading.guard import torch_operations
 from convcourse.grading.module_checks import gradient_problem
 from convcourse.grading.probes import PROBES
+from convcourse.grading.structure import within_float32
 from convcourse.reference import (
     TOLERANCES,
     Conv2dCase,
@@ -184,15 +186,22 @@ def _shape_hint(name: str, shape: tuple, case: Conv2dCase, grad_out: torch.Tenso
 
 def _mistake_named(name: str, values: torch.Tensor, case: Conv2dCase, grad_out: torch.Tensor,
                    expected: torch.Tensor) -> str | None:
+    """The one mistake whose gradient ``values`` are; where several different mistakes give
+    them, a sentence that says so and names none alone; None where none does."""
+    fits = []
     for mistake in MISTAKES:
         if mistake.gradient != name:
             continue
         output = mistaken(case, grad_out, mistake)
         if output is None or output.shape != values.shape or _close(output, expected):
             continue  # not a candidate here, or no different from the right answer
-        if _close(values, output.to(expected.dtype)):
-            return mistake.message
-    return None
+        if _close(values, output.to(expected.dtype)) and mistake.message not in fits:
+            fits.append(mistake.message)
+    if len(fits) < 2:
+        return fits[0] if fits else None
+    return (f"{name} is what {len(fits)} different mistakes give on this input, and "
+            f"{UNDECIDED} (try a second input of other sizes and compare with autograd). "
+            "Either: " + " Or: ".join(fits))
 
 
 def _where(name: str, values: torch.Tensor, case: Conv2dCase, expected: torch.Tensor) -> str:
@@ -217,6 +226,10 @@ def _where(name: str, values: torch.Tensor, case: Conv2dCase, expected: torch.Te
                         "wrong. Their gradient is exactly zero: start grad_x from np.zeros.")
     if name == "grad_bias":
         return text + ": grad_bias[o] is the sum of grad_out[:, o] over images and positions."
+    if expected.dtype == torch.float64 and within_float32(values, expected):
+        return text + (": every value is right to float32's precision, not float64's, so part "
+                       "of your computation ran in float32 (an astype, a dtype=..., an array "
+                       "made without dtype=x.dtype); compute in x's dtype, float64.")
     return text + (". Compare with torch.nn.grad.conv2d_input / conv2d_weight on a tiny case "
                    "(one channel, a few pixels) to see where they part.")
 
@@ -410,12 +423,28 @@ def applied(cls) -> Callable:
     return conv2d_function
 
 
+#: Where a wrong gradient of ``NumpyConv2dFunction`` comes from: its backward is the learner's.
+FUNCTION_WHY = ("your backward calls conv2d_backward, so the gradient for {name} is its "
+                "grad_{name}: run the conv2d_backward tests above and fix the ones that fail "
+                "(their feedback says which gradient is wrong, and how); if they all pass, "
+                "check that backward returns the gradients in the order of forward's inputs.")
+
+
 def check_function_case(cls, case: Conv2dCase) -> None:
     """``cls.apply`` on one case: the output and the gradients for x, weight and bias are
     those of ``F.conv2d``."""
     fn = applied(cls)
     with about(f"{name_of(fn)}({case.describe()})"):
-        fail_if(gradient_problem(fn, case))
+        try:
+            problem = gradient_problem(fn, case, why=FUNCTION_WHY)
+        except LearnerRaised as error:
+            if case.bias is None and "gradient different than None at position 3" in str(error):
+                raise LearnerRaised(
+                    f"{error}. With bias=None there is no bias to differentiate: backward must "
+                    "return None in its place (conv2d_backward(..., bias=False) gives "
+                    "grad_bias None).") from None
+            raise
+        fail_if(problem)
 
 
 def check_function_cases(cls, cases: Iterable[Conv2dCase], *, show: int = 3) -> None:
@@ -546,7 +575,7 @@ def check_backward_vectorised(fn: Callable, small: tuple, large: tuple, weight_s
     positions are not."""
     generator = torch.Generator().manual_seed(7)
     weight = torch.randn(weight_shape, generator=generator, dtype=torch.float64)
-    lines, calls = [], []
+    lines, calls, cases = [], [], []
     for shape in (small, large):
         x = torch.randn(shape, generator=generator, dtype=torch.float64)
         case = Conv2dCase(x, weight, None, **arguments)
@@ -555,6 +584,8 @@ def check_backward_vectorised(fn: Callable, small: tuple, large: tuple, weight_s
         with about(name_of(fn)), numpy_only():
             lines.append(python_lines(fn, *arrays, **arguments, bias=True))
         calls.append((arrays, {**arguments, "bias": True}))
+        cases.append((Conv2dCase(x, weight, torch.zeros(weight.shape[0], dtype=x.dtype),
+                                 **arguments), grad_out))
     if lines[1] > lines[0] + 25:
         raise AssertionError(
             f"{name_of(fn)} ran {lines[0]} lines of Python for x of shape {small} but "
@@ -562,4 +593,5 @@ def check_backward_vectorised(fn: Callable, small: tuple, large: tuple, weight_s
             "Loop over the kernel's taps (and the groups) at most, and let each step work on "
             "whole arrays.")
     with about(name_of(fn)):
-        fail_if(cpu_growth_problem(fn, *calls))
+        fail_if(cpu_growth_problem(fn, *calls,
+                                   lambda value, index: backward_problem(value, *cases[index])))

@@ -7,11 +7,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-from convcourse.reference import PAD_MODES, Conv2dCase, Size
+from convcourse.reference import PAD_MODES, Conv2dCase, Size, explicit_padding, pair
 
 
 @dataclass(frozen=True)
@@ -113,3 +114,43 @@ def conv2d_cases(seed: int = 0, *, dtypes=(torch.float64, torch.float32), device
                     cases.append(make_case(spec, generator=generator, dtype=dtype, device=device,
                                            padding_mode=mode))
     return cases
+
+
+def _odd_same_total(case: Conv2dCase) -> bool:
+    """'same' padding whose total d*(k - 1) is odd along an axis (an even kernel)."""
+    return case.padding == "same" and any(
+        d * (k - 1) % 2 for k, d in zip(case.weight.shape[-2:], pair(case.dilation),
+                                        strict=True))
+
+
+#: What a case may have, most specific first: (how a sentence says it, whether it has it).
+TRAITS: tuple[tuple[str, Callable[[Conv2dCase], bool]], ...] = (
+    ("an even kernel with padding='same' (an odd total to split)", _odd_same_total),
+    ("padding='same'", lambda c: c.padding == "same"),
+    ("depthwise groups (groups = C_in)", lambda c: c.groups > 1 and c.weight.shape[1] == 1),
+    ("groups > 1", lambda c: c.groups > 1),
+    *((f"padding_mode='{mode}'", lambda c, mode=mode: c.padding_mode == mode)
+      for mode in PAD_MODES if mode != "zeros"),
+    ("float32 inputs", lambda c: c.x.dtype == torch.float32),
+    ("an unbatched x (C_in, H, W)", lambda c: c.x.dim() == 3),
+    ("a stride > 1", lambda c: pair(c.stride) != (1, 1)),
+    ("a dilation > 1", lambda c: pair(c.dilation) != (1, 1)),
+    ("some padding", lambda c: explicit_padding(c) != (0, 0, 0, 0)),
+    ("a non-square kernel", lambda c: c.weight.shape[-2] != c.weight.shape[-1]),
+    ("bias=None", lambda c: c.bias is None),
+    ("a bias", lambda c: c.bias is not None),
+    ("x on CUDA", lambda c: c.x.device.type == "cuda"),
+)
+
+
+def shared_traits(failed: list[Conv2dCase], passed: list[Conv2dCase]) -> str | None:
+    """What every failing case has and no passing one does (at most two such traits), as a
+    clause; None when nothing sets them apart (or too few cases ran to tell)."""
+    if len(failed) < 2 or not passed:
+        return None
+    shared = [words for words, has in TRAITS
+              if all(has(case) for case in failed) and not any(has(case) for case in passed)]
+    if not shared:
+        return None
+    return (f"every failing case has {' and '.join(shared[:2])}, and none of the "
+            f"{len(passed)} that passed has")

@@ -23,8 +23,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from convcourse.grading.cases import shared_traits
 from convcourse.grading.diagnose import diagnose
 from convcourse.grading.guard import library_convolutions
+from convcourse.grading.lines import count_python_lines
 from convcourse.reference import Conv2dCase, as_tensor, exact_float32
 
 
@@ -186,37 +188,42 @@ def fail_if(problem: str | None) -> None:
 
 
 def check_all(items: Iterable, check_one: Callable, *, what: str = "cases",
-              show: int = 3) -> None:
+              show: int = 3, traits: Callable[[list, list], str | None] | None = None) -> None:
     """Check every item in order with ``check_one``; fail once, listing the failures.
 
     ``check_one(item)`` fails by raising ``AssertionError`` or by returning a sentence (the
     problem); it passes by returning ``None``. The checks stop at the ``show``-th failure,
     and the message says how many items were not run: a test cell passes or fails as a
     whole, and diagnosing a failure is the slow part. A :class:`NotWritten` stops them at
-    once and is raised as it is: every item would fail for the same reason.
+    once and is raised as it is: every item would fail for the same reason. ``traits(failed,
+    passed)``, where given, says what the failing items share that the passing ones lack
+    (:func:`convcourse.grading.cases.shared_traits`): it comes before the first failure.
     """
     items = list(items)
     failures: list[str] = []
-    run = 0
+    failed, passed = [], []
     for item in items:
-        run += 1
         try:
             problem = check_one(item)
         except NotWritten:
             raise
         except AssertionError as failure:
             problem = str(failure) or "a check failed"
+        (failed if problem else passed).append(item)
         if problem:
             failures.append(problem)
             if len(failures) == show:
                 break
     if not failures:
         return
+    run = len(failed) + len(passed)
     left = len(items) - run
     counted = (f"{len(failures)} of the first {run} of {len(items)} {what} failed (the other "
                f"{left} were not run)" if left else f"{len(failures)} of {len(items)} {what} "
                "failed")
-    raise AssertionError(counted + ":\n- " + "\n- ".join(failures))
+    shared = traits(failed, passed) if traits else None
+    raise AssertionError(counted + (f"; {shared}" if shared else "") + ":\n- "
+                         + "\n- ".join(failures))
 
 
 def refusal_problem(fn: Callable, args: tuple = (), kwargs: dict | None = None, *,
@@ -260,11 +267,19 @@ def check_refuses(fn: Callable, reason: str, *args, **kwargs) -> None:
 
 
 def run_case(fn: Callable, case: Conv2dCase, *, kind: str, padding_mode: bool = True) -> None:
-    """Run ``fn`` on one case, with NumPy arrays (``kind='numpy'``) or tensors, and check it."""
-    with about(f"on {case.describe()}"), exact_float32():  # as exact as the reference
-        actual = call_learner(fn, *case.inputs(kind), **case.arguments(padding_mode=padding_mode))
+    """Run ``fn`` on one case, with NumPy arrays (``kind='numpy'``) or tensors, and check it.
+
+    A mistake is named only if it also predicts ``fn``'s outputs on the diagnosis's probe
+    cases, so ``fn`` may run again on those."""
+    def rerun(other: Conv2dCase):
+        with exact_float32():
+            return call_learner(fn, *other.inputs(kind),
+                                **other.arguments(padding_mode=padding_mode))
+
+    with about(f"on {case.describe()}"):
+        actual = rerun(case)  # as exact as the reference
     with about(f"{name_of(fn)}({case.describe()})"):
-        fail_if(_wrong_kind(actual, kind) or diagnose(actual, case))
+        fail_if(_wrong_kind(actual, kind) or diagnose(actual, case, rerun=rerun))
 
 
 def _wrong_kind(actual, kind: str) -> str | None:
@@ -293,7 +308,7 @@ def check_conv2d_cases(fn: Callable, cases: Iterable[Conv2dCase], *, kind: str,
     """:func:`run_case` on each case, through :func:`check_all` (it stops at the ``show``-th
     failure)."""
     check_all(cases, lambda case: run_case(fn, case, kind=kind, padding_mode=padding_mode),
-              what="cases", show=show)
+              what="cases", show=show, traits=shared_traits)
 
 
 def expected_output_shape(input_shape, out_channels, kernel_size, stride=1, padding=0,
@@ -392,43 +407,6 @@ def check_shapes(fn: Callable, configurations: Iterable[tuple], *, show: int = 3
               what="configurations", show=show)
 
 
-def count_python_lines(fn: Callable, *args, **kwargs) -> int:
-    """How many lines of Python ``fn(*args, **kwargs)`` runs outside installed libraries.
-
-    A loop over images or output positions runs its body once per pass, so the count grows
-    with the input; array operations run the same few lines whatever the size.
-    """
-    libraries = (sys.prefix, sys.base_prefix, sys.exec_prefix, "<frozen")
-    count = 0
-
-    def tracer(frame, event, arg):
-        nonlocal count
-        if frame.f_code.co_filename.startswith(libraries):
-            return None  # NumPy's own Python code is not the learner's: not counted
-        count += event == "line"
-        return tracer
-
-    tampered = []
-
-    def watch(frame, event, arg):  # sees every call of sys.settrace/setprofile, first included
-        if event == "c_call" and arg in (sys.settrace, sys.setprofile):
-            tampered.append(arg.__name__)
-
-    previous, previous_profile = sys.gettrace(), sys.getprofile()
-    sys.settrace(tracer)
-    sys.setprofile(watch)
-    try:
-        fn(*args, **kwargs)
-    finally:
-        during = tuple(tampered)  # before our own calls below, which the watch would see
-        sys.setprofile(previous_profile)
-        sys.settrace(previous)
-    if during:
-        raise RuntimeError(f"the function called sys.{during[0]} while its lines were counted: "
-                           "the count cannot be trusted, so the check fails.")
-    return count
-
-
 def python_lines(fn: Callable, *args, **kwargs) -> int:
     """:func:`count_python_lines`, counted where ``fn`` runs: a function that runs in another
     process (the grader's sandbox) offers its own ``python_lines``."""
@@ -467,18 +445,30 @@ def _positions(array) -> int:
     return int(np.prod(shape)) // max(int(shape[-3]), 1) if len(shape) >= 3 else 1
 
 
-def cpu_growth_problem(fn: Callable, small: tuple, large: tuple) -> str | None:
+def cpu_growth_problem(fn: Callable, small: tuple, large: tuple,
+                       wrong: Callable[[object, int], str | None] | None = None) -> str | None:
     """Why ``fn`` is not vectorised by its CPU time, or None. Only where ``fn`` runs in a
-    process that the grader measures from outside (its sandbox: ``fn.cpu_seconds``): a line
+    process that the grader measures from outside (its sandbox: ``fn.timed_call``): a line
     count is kept by the learner's own process, and can be forged; CPU time cannot be made
     smaller by the learner's code. ``small`` and ``large`` are two calls (args, kwargs); the
     larger call may take more CPU time than the smaller one by :data:`CPU_NOISE_SECONDS`, or
     by :data:`LOOP_SHARE` of one Python step (:func:`python_step_seconds`) per position of
-    its first argument, whichever is more."""
-    measure = getattr(fn, "cpu_seconds", None)
+    its first argument, whichever is more. ``wrong(value, i)`` says what is wrong with the
+    answer of a timed call of ``small`` (i = 0) or ``large`` (1): a function that answered
+    timed calls quickly and wrongly would otherwise pass."""
+    measure = getattr(fn, "timed_call", None)
     if not callable(measure):
         return None
-    spent = [min(measure(*args, **kwargs) for _ in range(3)) for args, kwargs in (small, large)]
+    spent = []
+    for index, (args, kwargs) in enumerate((small, large)):
+        least = float("inf")
+        for _ in range(3):
+            value, seconds = measure(*args, **kwargs)
+            if wrong is not None and (problem := wrong(value, index)) is not None:
+                return f"{name_of(fn)} gave a wrong answer while its CPU time was measured: " \
+                       f"{problem}"
+            least = min(least, seconds)
+        spent.append(least)
     steps = _positions(large[0][0]) - _positions(small[0][0])
     if spent[1] - spent[0] <= max(CPU_NOISE_SECONDS, LOOP_SHARE * steps * python_step_seconds()):
         return None
@@ -500,4 +490,10 @@ def check_vectorised(fn: Callable, small, large, *args, **kwargs) -> None:
             f"{lines[1]} for x of shape {large.shape}: a loop runs once per image or per output "
             "position. Replace it with array operations (a loop over the kernel's taps or over "
             "the groups is fine).")
-    fail_if(cpu_growth_problem(fn, ((small, *args), kwargs), ((large, *args), kwargs)))
+    weight, bias = (*args, kwargs.get("bias"))[:2]
+    arguments = {name: value for name, value in kwargs.items() if name != "bias"}
+    cases = [Conv2dCase(as_tensor(x), as_tensor(weight),
+                        None if bias is None else as_tensor(bias), **arguments)
+             for x in (small, large)]
+    fail_if(cpu_growth_problem(fn, ((small, *args), kwargs), ((large, *args), kwargs),
+                               lambda value, index: diagnose(value, cases[index])))

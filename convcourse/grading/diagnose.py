@@ -8,11 +8,21 @@ which common mistake would have produced exactly this output.
 The mistakes form one table, :data:`MISTAKES`: each entry computes the output that a
 mistake gives on the case (with the reference, on a modified case: a flipped kernel, half the
 padding, groups that all read the first input channels, ...) and says what was done and how
-to fix it. A mistake is named only when the learner's output matches its output and that
-output differs from the right answer, so a correct output is never blamed (a symmetric kernel
-makes "flipped" and "not flipped" the same, and then the flip is not a candidate). For a wrong
-shape, the mistakes whose output has that shape name the likely cause, and the message always
-gives the expected shape and nn.Conv2d's size formula with the case's numbers.
+to fix it. A wrong name is worse than none, so a mistake is named only when it is proven:
+
+- its output is the learner's, values and all, and differs from the right answer (a correct
+  output is never blamed: a symmetric kernel makes "flipped" and "not flipped" the same, and
+  then the flip is not a candidate);
+- where the learner's function is at hand (``rerun``), it also predicts the learner's outputs
+  on probe cases (:func:`probe_cases`: fresh values, other sizes, more padding, a larger
+  stride), which tell apart slips that coincide on one input;
+- it is the only one left. Where several different mistakes remain, the message says so
+  (:data:`UNDECIDED`) and how to tell them apart.
+
+An observation that many slips produce (an output size, an error magnitude) names none by
+itself: a wrong shape always gets the expected shape and nn.Conv2d's size formula with the
+case's numbers, and is described (so many rows short along the height) unless a mistake's
+values prove its cause.
 
 After the table, :mod:`convcourse.grading.structure` explains what it cannot: which argument
 value would give a wrong size, and how wrong values relate to the right ones (a factor, a
@@ -130,6 +140,42 @@ def _same_extra_first(case, expected):
     return reference_conv2d(_pre_padded(case, (right, left, bottom, top)))
 
 
+def _same_split_evenly(case, expected):
+    """'same' padded d*(k - 1) // 2 on both sides: one cell short after an odd total."""
+    if case.padding != "same":
+        return None
+    left, right, top, bottom = explicit_padding(case)
+    if (left, top) == (right, bottom):
+        return None
+    return reference_conv2d(_pre_padded(case, (left, left, top, top)))
+
+
+def _fitted(output: torch.Tensor, expected: torch.Tensor) -> torch.Tensor | None:
+    """``output`` cut to ``expected``'s height and width (None if it is smaller): what a
+    loop over nn.Conv2d's output positions reads from a wider grid of windows."""
+    h, w = expected.shape[-2:]
+    if output.shape[-2] < h or output.shape[-1] < w:
+        return None
+    return output[..., :h, :w]
+
+
+def _taps_stride_apart(case, expected):
+    """Windows 1 apart and taps stride·dilation apart (the stride applied to the taps)."""
+    steps = tuple(s * d for s, d in zip(pair(case.stride), pair(case.dilation), strict=True))
+    if pair(case.stride) == (1, 1):
+        return None
+    return _fitted(_ref(case, stride=1, dilation=steps), expected)
+
+
+def _windows_dilation_apart(case, expected):
+    """Windows stride·dilation apart and taps next to each other (the dilation applied to
+    where the windows start)."""
+    steps = tuple(s * d for s, d in zip(pair(case.stride), pair(case.dilation), strict=True))
+    if pair(case.dilation) == (1, 1):
+        return None
+    return _ref(case, stride=steps, dilation=1)
+
+
 def _dilation(change: Callable[[int], int], *, leave_ones: bool = False):
     def output(case, expected):
         old = pair(case.dilation)
@@ -167,6 +213,18 @@ def _missing_plus_one(case, expected):
     if min(expected.shape[-2:]) < 2:
         return None
     return expected[..., :-1, :-1]
+
+
+def _counted_without_ones(case, expected):
+    """Windows counted as floor((H + 2*padding - dilation*(k - 1)) / stride): the - 1 and the
+    + 1 of the formula both left out (with stride 1, the same output as "+ 1 missing")."""
+    left, right, top, bottom = explicit_padding(case)
+    sizes = [(size + pads - d * (k - 1)) // s for size, pads, k, d, s in zip(
+        case.x.shape[-2:], (top + bottom, left + right), case.weight.shape[-2:],
+        pair(case.dilation), pair(case.stride), strict=True)]
+    if min(sizes) < 1 or sizes == list(expected.shape[-2:]):
+        return None
+    return expected[..., : sizes[0], : sizes[1]]
 
 
 def _batch_kept(case, expected):
@@ -240,6 +298,14 @@ def _bias_twice(case, expected):
     return None if case.bias is None else _ref(case, bias=2 * case.bias)
 
 
+def _bias_per_input_channel(case, expected):
+    """The bias added inside the loop over a group's input channels: C_in/groups times."""
+    c_group = case.weight.shape[1]
+    if case.bias is None:
+        return None
+    return _ref(case, bias=c_group * case.bias)
+
+
 def _bias_on_last_axis(case, expected):
     if case.bias is None:
         return None
@@ -290,6 +356,10 @@ MISTAKES: tuple[Mistake, ...] = (
             "add it. Add bias[c] to every value of output channel c."),
     Mistake("bias added twice", _bias_twice,
             "your output has the bias added twice: add bias[c] once, to output channel c."),
+    Mistake("bias added per input channel", _bias_per_input_channel,
+            "your output has the bias added once per input channel (C_in/groups times): add "
+            "bias[c] once to output channel c, after the sum over the input channels, not "
+            "inside it."),
     Mistake("bias on the last axis", _bias_on_last_axis,
             "you added the bias along the last axis (the width) instead of the channel axis: "
             "`out + bias` broadcasts over W; add bias[:, None, None] instead."),
@@ -306,6 +376,10 @@ MISTAKES: tuple[Mistake, ...] = (
             "with padding='same' and an odd total, you put the extra row or column at the "
             "top/left: PyTorch pads total // 2 before and the rest after, so the extra goes to "
             "the bottom/right."),
+    Mistake("'same' split evenly", _same_split_evenly,
+            "with padding='same' and an odd total d*(k - 1), you split the 'same' padding "
+            "evenly, d*(k - 1) // 2 on each side, which is one cell short: PyTorch pads "
+            "total // 2 before and the rest, total - total // 2, after (bottom/right)."),
     Mistake("padding_mode ignored", _padded_as("zeros"),
             "you padded with zeros, but padding_mode='{padding_mode}': {mode_fix}."),
     Mistake("reflect repeats the edge", _reflect_repeating_edge,
@@ -330,6 +404,14 @@ MISTAKES: tuple[Mistake, ...] = (
     Mistake("stride and dilation swapped", _stride_dilation_swapped,
             "you swapped stride and dilation: stride is the step between windows, dilation the "
             "step between the taps inside one window; check the order of the arguments."),
+    Mistake("stride on the taps", _taps_stride_apart,
+            "your windows are 1 apart and their taps stride·dilation apart: the stride is "
+            "the step between windows, not between taps. Tap (i, j) of output (h, w) reads "
+            "x[..., h*stride + i*dilation, w*stride + j*dilation]."),
+    Mistake("dilation on the windows", _windows_dilation_apart,
+            "your windows are stride·dilation apart and their taps next to each other: the "
+            "dilation is the step between a window's taps, not between windows. Tap (i, j) "
+            "of output (h, w) reads x[..., h*stride + i*dilation, w*stride + j*dilation]."),
     Mistake("stride ignored", _stride_ignored,
             "you ignored stride: the window moves `stride` pixels at a time, so keep every "
             "stride-th window (output row h starts at input row h*stride)."),
@@ -340,6 +422,11 @@ MISTAKES: tuple[Mistake, ...] = (
             "your output is one row and one column short: you left out the + 1 of the size "
             "formula (the first window sits at position 0; floor(...) counts the steps after "
             "it)."),
+    Mistake("- 1 and + 1 missing", _counted_without_ones,
+            "you left out the + 1 and the - 1 of the size formula: you counted "
+            "floor((H + 2*padding - dilation*(kH - 1)) / stride) windows, but the first "
+            "window sits at position 0 and floor((H + 2*padding - dilation*(kH - 1) - 1) / "
+            "stride) counts the steps after it, so add 1."),
     Mistake("groups ignored", _groups_ignored,
             "every group read the first C_in/groups input channels: group g must read its own "
             "input channels, g*C_in/groups up to (g + 1)*C_in/groups, to produce its output "
@@ -399,6 +486,111 @@ def mistake_outputs(case: Conv2dCase, expected: torch.Tensor | None = None
 
 
 # ---------------------------------------------------------------------------------------------
+# Naming a mistake: only when it is proven.
+# ---------------------------------------------------------------------------------------------
+
+#: What a message says when several mistakes fit and the probes could not tell which.
+UNDECIDED = "these tests could not tell which"
+
+
+def _fits(values: torch.Tensor, case: Conv2dCase, expected: torch.Tensor,
+          tolerance: dict) -> list[Mistake]:
+    """The mistakes whose output is ``values`` on ``case``."""
+    return [mistake for mistake, output in mistake_outputs(case, expected)
+            if tuple(output.shape) == tuple(values.shape)
+            and _allclose(values, output, tolerance)]
+
+
+def probe_cases(case: Conv2dCase) -> list[Conv2dCase]:
+    """Cases that tell mistakes apart which give the same output on ``case``: the same
+    arguments with fresh values, then with other sizes (one more row, two more columns, one
+    more input channel per group, a kernel one tap larger along each axis, which turns an
+    odd 'same' total even and back)."""
+    x, weight = case.x, case.weight
+    seed = int(sum(x.shape) * 1000 + sum(weight.shape))
+    generator = torch.Generator().manual_seed(seed)
+
+    def draw(*shape):
+        return torch.randn(*shape, generator=generator, dtype=torch.float64).to(x.device,
+                                                                                x.dtype)
+
+    def drawn(x_shape, weight_shape):
+        bias = None if case.bias is None else draw(weight_shape[0])
+        return case.with_(x=draw(*x_shape), weight=draw(*weight_shape), bias=bias)
+
+    c_out, c_group, k_h, k_w = weight.shape
+    grown = (*x.shape[:-3], case.groups * (c_group + 1), x.shape[-2] + 3, x.shape[-1] + 4)
+    probes = [drawn(tuple(x.shape), tuple(weight.shape)),
+              drawn(grown, (c_out, c_group + 1, k_h + 1, k_w + 1))]
+    # Then one argument changed at a time: one more cell of padding on each side, one more
+    # step of stride (padding='same' allows no stride).
+    other = drawn((*x.shape[:-2], *grown[-2:]), tuple(weight.shape))
+    if not isinstance(case.padding, str):
+        probes.append(other.with_(padding=tuple(p + 1 for p in pair(case.padding))))
+    if case.padding != "same":
+        probes.append(other.with_(stride=tuple(s + 1 for s in pair(case.stride))))
+    return probes
+
+
+def _agrees(mistake: Mistake, probe: Conv2dCase, learner) -> bool | None:
+    """Whether ``mistake`` predicts the learner's output on ``probe`` (None: no telling)."""
+    out = _output(learner)
+    if out is None or out.kind not in "fi":
+        return None
+    probe = _on_cpu(probe)
+    expected = reference_conv2d(probe)
+    try:
+        predicted = mistake.output(probe, expected)
+    except Exception:  # noqa: BLE001  (a modified case nn.Conv2d refuses: no prediction)
+        return None
+    predicted = expected if predicted is None else predicted
+    if out.shape != tuple(predicted.shape):
+        return False
+    return _allclose(out.values(), predicted, _looser(_tolerance(out.dtype), expected))
+
+
+def _probed(candidates: list[Mistake], case: Conv2dCase, rerun) -> list[Mistake]:
+    """The candidates that also predict the learner's output on every probe case that it
+    computes (a probe the learner's function fails on, or that PyTorch refuses, tells
+    nothing)."""
+    for probe in probe_cases(case):
+        try:
+            reference_conv2d(probe)
+            learner = rerun(probe)
+        except Exception:  # noqa: BLE001, S112  (refused or raised: this probe tells nothing)
+            continue
+        verdicts = [(mistake, _agrees(mistake, probe, learner)) for mistake in candidates]
+        candidates = [mistake for mistake, agrees in verdicts if agrees is not False]
+        if not candidates:
+            break
+    return candidates
+
+
+def _named(values: torch.Tensor, case: Conv2dCase, expected: torch.Tensor, tolerance: dict,
+           rerun) -> str | None:
+    """The advice of the one mistake that is proven, or a sentence saying that a few fit
+    (``UNDECIDED``) and how to tell them apart; None when none fits.
+
+    A mistake fits when its output is ``values``. With ``rerun``, each fitting mistake must
+    also predict the learner's output on :func:`probe_cases`, and one that does not is
+    dropped: an output that two different slips both produce never names either alone.
+    """
+    candidates = _fits(values, case, expected, tolerance)
+    if candidates and rerun is not None:
+        candidates = _probed(candidates, case, rerun)
+    candidates = list({mistake.name: mistake for mistake in reversed(candidates)}.values())
+    candidates.reverse()  # one per name, the first of each, in the table's order
+    if not candidates:
+        return None
+    if len(candidates) == 1:
+        return candidates[0].message(case)
+    listed = " Or: ".join(mistake.message(case) for mistake in candidates)
+    return (f"your output is what {len(candidates)} different mistakes give on this input, and "
+            f"{UNDECIDED} (run your function on a second input of other sizes and compare "
+            f"with F.conv2d to tell them apart). Either: {listed}")
+
+
+# ---------------------------------------------------------------------------------------------
 # What the learner returned, as numbers.
 # ---------------------------------------------------------------------------------------------
 
@@ -450,11 +642,15 @@ def _plural(count: int, word: str) -> str:
 # The diagnosis.
 # ---------------------------------------------------------------------------------------------
 
-def diagnose(actual, case: Conv2dCase, expected: torch.Tensor | None = None) -> str | None:
+def diagnose(actual, case: Conv2dCase, expected: torch.Tensor | None = None, *,
+             rerun: Callable[[Conv2dCase], object] | None = None) -> str | None:
     """``None`` if ``actual`` is what ``nn.Conv2d`` outputs for ``case``; else what is wrong.
 
-    ``expected`` (the reference output) is computed when not given. Whatever ``actual`` is,
-    the answer is ``None`` or a sentence; nothing ``actual`` holds makes this raise.
+    ``expected`` (the reference output) is computed when not given. ``rerun``, where given,
+    runs the learner's function again on another case (:func:`probe_cases`): a mistake that
+    reproduces ``actual`` is named only if it reproduces those outputs too. Whatever
+    ``actual`` is, the answer is ``None`` or a sentence; nothing ``actual`` holds makes this
+    raise.
     """
     with _one_thread(), warnings.catch_warnings():
         # Silent: plain `nbgrader autograde` scores a test cell 0 if it writes to stderr (as a
@@ -462,7 +658,7 @@ def diagnose(actual, case: Conv2dCase, expected: torch.Tensor | None = None) -> 
         warnings.simplefilter("ignore")
         expected = (reference_conv2d(case) if expected is None else expected).detach().cpu()
         try:
-            return _diagnose(actual, case, expected)
+            return _diagnose(actual, case, expected, rerun)
         except Exception as error:  # noqa: BLE001  (the learner's object misbehaved)
             return (f"the output could not be read as numbers ({type(error).__name__}): return "
                     f"an array of shape {tuple(expected.shape)} and dtype "
@@ -488,7 +684,7 @@ def _dtype_name(tensor: torch.Tensor) -> str:
     return str(tensor.dtype).removeprefix("torch.")
 
 
-def _diagnose(actual, case: Conv2dCase, expected: torch.Tensor) -> str | None:
+def _diagnose(actual, case: Conv2dCase, expected: torch.Tensor, rerun) -> str | None:
     wanted = f"an array of shape {tuple(expected.shape)} and dtype {_dtype_name(expected)}"
     if actual is None:
         return ("it returned None: did you forget the `return` statement at the end of the "
@@ -503,12 +699,12 @@ def _diagnose(actual, case: Conv2dCase, expected: torch.Tensor) -> str | None:
         return (f"the output is on {out.device}, but x is on {case.x.device.type}: create the "
                 "output on x.device (e.g. torch.zeros(..., device=x.device)).")
     if out.shape != tuple(expected.shape):
-        return _shape_problem(out, case, expected)
+        return _shape_problem(out, case, expected, rerun)
     values = out.values()
     problem = _not_finite(values)
     if problem:
         return problem
-    return _value_problem(out, values, case, expected)
+    return _value_problem(out, values, case, expected, rerun)
 
 
 def _not_an_array(actual, expected: torch.Tensor, wanted: str) -> str:
@@ -577,25 +773,24 @@ def _size_rule(case: Conv2dCase, expected: tuple[int, ...]) -> str:
             f"W_out = {terms[1]}")
 
 
-def _shape_problem(out: _Output, case: Conv2dCase, expected: torch.Tensor) -> str:
+def _shape_problem(out: _Output, case: Conv2dCase, expected: torch.Tensor, rerun) -> str:
     shape, want = out.shape, tuple(expected.shape)
     message = (f"the output has shape {shape}, expected {want} "
                f"({_axis_differences(shape, want)}). {_size_rule(case, want)}.")
     if not shape:
         return message + (" You summed everything into one number: sum only over the input "
                           "channels of the group and the kernel's taps, once per output value.")
-    same_shape = [(m, o) for m, o in mistake_outputs(case, expected) if tuple(o.shape) == shape]
-    if not same_shape:
-        structural = explain_shape(shape, _on_cpu(case), want)
-        return message + (f" {structural}" if structural else "")
     values = None
     if math.prod(shape) <= 10 * expected.numel() + 1000:  # never copy a huge wrong answer
         values = out.values()
-    tolerance = _looser(_tolerance(out.dtype), expected)
-    for mistake, output in same_shape:
-        if values is not None and _allclose(values, output, tolerance):
-            return message + f" Your output matches a known mistake: {mistake.message(case)}"
-    return message + f" A likely cause: {same_shape[0][0].message(case)}"
+    if values is not None and torch.isfinite(values).all():
+        tolerance = _looser(_tolerance(out.dtype), expected)
+        named = _named(values, case, expected, tolerance, rerun)
+        if named:
+            lead = "" if UNDECIDED in named else "Your output matches a known mistake: "
+            return message + f" {lead}{named[0].upper() if not lead else named[0]}{named[1:]}"
+    structural = explain_shape(shape, _on_cpu(case), want, values=values)
+    return message + (f" {structural}" if structural else "")
 
 
 def _looser(tolerance: dict, expected: torch.Tensor) -> dict:
@@ -617,7 +812,7 @@ def _not_finite(values: torch.Tensor) -> str | None:
 
 
 def _value_problem(out: _Output, values: torch.Tensor, case: Conv2dCase,
-                   expected: torch.Tensor) -> str | None:
+                   expected: torch.Tensor, rerun) -> str | None:
     want = _dtype_name(expected)
     tolerance = _looser(_tolerance(out.dtype), expected)
     dtype_note = ""
@@ -635,9 +830,9 @@ def _value_problem(out: _Output, values: torch.Tensor, case: Conv2dCase,
         dtype_note = f" Also, the dtype is {out.dtype}: keep the input's, {want}."
     elif right:
         return None
-    for mistake, output in mistake_outputs(case, expected):
-        if _allclose(values, output, tolerance):
-            return mistake.message(case) + dtype_note
+    named = _named(values, case, expected, tolerance, rerun)
+    if named:
+        return named + dtype_note
     structural = explain_values(values, _on_cpu(case), expected, tolerance)
     if structural:
         return structural + dtype_note

@@ -65,10 +65,16 @@ def _gradients(out, leaves: list[torch.Tensor], grad_output, who: str) -> list:
     return list(call_learner(_named(backward, f"the backward pass of {who}")))
 
 
+#: Why a gradient may be wrong when the output is right and autograd differentiates it.
+AUTOGRAD_WHY = ("is there a hand-written backward, or an in-place change of a tensor autograd "
+                "saved?")
+
+
 def _gradient_problem(out, leaves: dict, expected: dict, grad_output, who: str,
-                      *, what: str = "x, weight or bias") -> str | None:
+                      *, what: str = "x, weight or bias", why: str = AUTOGRAD_WHY) -> str | None:
     """What is wrong with the gradients of the learner's ``out`` for the named ``leaves``,
-    compared with ``expected`` (name: reference gradient); None when nothing is."""
+    compared with ``expected`` (name: reference gradient); None when nothing is. ``why``
+    ends the sentence for a wrong gradient of a right output: where to look."""
     if not out.requires_grad:
         return (f"the output is not connected to {what} (it has no grad_fn), so autograd "
                 "cannot differentiate it: did you detach, use .data or torch.no_grad(), "
@@ -84,15 +90,16 @@ def _gradient_problem(out, leaves: dict, expected: dict, grad_output, who: str,
             worst = (grad.detach().to("cpu", torch.float64)
                      - want.to("cpu", torch.float64)).abs().max().item()
             return (f"the gradient for {name} differs from F.conv2d's (largest difference "
-                    f"{worst:.3g}), although the output is right: is there a hand-written "
-                    "backward, or an in-place change of a tensor autograd saved?")
+                    f"{worst:.3g}), although the output is right: {why.format(name=name)}")
     return None
 
 
-def gradient_problem(fn: Callable, case: Conv2dCase, *, seed: int = GRAD_SEED) -> str | None:
+def gradient_problem(fn: Callable, case: Conv2dCase, *, seed: int = GRAD_SEED,
+                     why: str = AUTOGRAD_WHY) -> str | None:
     """``None`` if ``fn``'s output and its gradients for x, weight and bias are those of
     ``F.conv2d`` on ``case``; else a sentence saying what is wrong (an ``AssertionError``
-    from running the learner's code propagates)."""
+    from running the learner's code propagates). ``why`` says where to look when a gradient
+    is wrong and the output right (``{name}`` is the gradient's input)."""
     leaves = {name: t.requires_grad_() for name, t in zip(NAMES, case.inputs("torch"),
                                                            strict=True) if t is not None}
     refs = {name: t.detach().clone().requires_grad_() for name, t in leaves.items()}
@@ -106,7 +113,7 @@ def gradient_problem(fn: Callable, case: Conv2dCase, *, seed: int = GRAD_SEED) -
     problem = diagnose(out, case, expected=expected_out.detach())
     if problem:
         return f"the output is wrong, so its gradients cannot be right: {problem}"
-    return _gradient_problem(out, leaves, expected, grad_output, name_of(fn))
+    return _gradient_problem(out, leaves, expected, grad_output, name_of(fn), why=why)
 
 
 def check_conv2d_gradients(fn: Callable, x, weight, bias=None, **arguments) -> None:

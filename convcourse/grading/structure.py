@@ -24,7 +24,13 @@ from collections.abc import Callable
 
 import torch
 
-from convcourse.reference import Conv2dCase, explicit_padding, pair, reference_conv2d
+from convcourse.reference import (
+    TOLERANCES,
+    Conv2dCase,
+    explicit_padding,
+    pair,
+    reference_conv2d,
+)
 
 AXES = ("height", "width")
 
@@ -61,7 +67,17 @@ class _Axis:
 _PAIR_QUESTION = "is the pair read as (width, height)? The first number is the height's."
 
 
-def _pair_swap(case: Conv2dCase, axis: int, got: int) -> str | None:
+#: What a size rule returns: its sentence, and the arguments (changed on the case) whose
+#: output it says the learner computed; None for a sentence that only describes the size.
+_Said = tuple[str, "dict | None"]
+
+
+def _swapped(value) -> tuple[int, int]:
+    height, width = pair(value)
+    return (width, height)
+
+
+def _pair_swap(case: Conv2dCase, axis: int, got: int) -> _Said | None:
     """The learner's size is what the other axis's value of a pair argument gives."""
     here, there = _Axis(case, axis), _Axis(case, 1 - axis)
     wrong_way = _PAIR_QUESTION
@@ -78,17 +94,19 @@ def _pair_swap(case: Conv2dCase, axis: int, got: int) -> str | None:
                 return (f"your {_label(axis)} = {got} is what a kernel size of {value} gives "
                         f"along the {here.name}, the kernel's size along the {there.name}: "
                         "weight is (C_out, C_in/groups, kH, kW), kH = weight.shape[-2] runs "
-                        "down the rows, kW = weight.shape[-1] along them.")
+                        "down the rows, kW = weight.shape[-1] along them.",
+                        {"weight": case.weight.transpose(-2, -1)})
             return (f"your {_label(axis)} = {got} is what {name} {value} gives along the "
-                    f"{here.name}; you passed {name}={passed!r}: {wrong_way}")
+                    f"{here.name}; you passed {name}={passed!r}: {wrong_way}",
+                    {name: _swapped(passed)})
     if here.size_with(size=there.size) == got and here.size != there.size:
         return (f"your {_label(axis)} = {got} is what an input {there.size} long gives along "
                 f"the {here.name}, the input's {there.name}: x is (N, C_in, H, W), H = "
-                "x.shape[-2] and W = x.shape[-1].")
+                "x.shape[-2] and W = x.shape[-1].", {"x": case.x.transpose(-2, -1)})
     return None
 
 
-def _one_argument(case: Conv2dCase, axis: int, got: int) -> str | None:
+def _one_argument(case: Conv2dCase, axis: int, got: int) -> _Said | None:
     """The learner's size is what one other value of stride, padding or dilation gives."""
     here = _Axis(case, axis)
     per_side = None if isinstance(case.padding, str) else pair(case.padding)[axis]
@@ -108,12 +126,14 @@ def _one_argument(case: Conv2dCase, axis: int, got: int) -> str | None:
     _, name, value, passed = min(found)
     how = (f"as if {name} were ignored" if value == defaults[name] else
            f"as if {name} were {value}")
+    changed = list(pair(getattr(case, name)))
+    changed[axis] = value
     return (f"your {_label(axis)} = {got} is what {name} {value} gives along the {here.name} "
             f"({how}; here it is {passed}): check how {name} enters your computation along the "
-            f"{here.name}.")
+            f"{here.name}.", {name: tuple(changed)})
 
 
-def _off_by_one(case: Conv2dCase, axis: int, got: int) -> str | None:
+def _off_by_one(case: Conv2dCase, axis: int, got: int) -> _Said | None:
     """One window too few or too many along this axis only."""
     here = _Axis(case, axis)
     want = here.size_with()
@@ -123,18 +143,46 @@ def _off_by_one(case: Conv2dCase, axis: int, got: int) -> str | None:
     if got == want + 1:
         return (f"your {_label(axis)} = {got} has one window more than nn.Conv2d's along the "
                 f"{here.name}: a window must fit in the padded input, so the last one starts "
-                f"at most {here.size + here.before + here.after} - {span} (rounding down).")
-    return (f"your {_label(axis)} = {got} has one window fewer along the {here.name}: "
-            "count the first window too (the + 1 of the size formula), and let the last one "
-            "end exactly at the edge of the padded input.")
+                f"at most {here.size + here.before + here.after} - {span} (rounding down).",
+                None)
+    return _described(case, axis, got)
+
+
+def _described(case: Conv2dCase, axis: int, got: int) -> _Said | None:
+    """What a wrong size is, named by nothing: so many rows or columns short or over."""
+    here = _Axis(case, axis)
+    want = here.size_with()
+    if want is None or got == want:
+        return None
+    lines = ("row", "column")[axis]
+    count = abs(got - want)
+    return (f"your {_label(axis)} = {got} is {count} {lines}{'s' if count > 1 else ''} "
+            f"{'short' if got < want else 'over'} along the {here.name} (nn.Conv2d gives "
+            f"{want}): work out the padding on each side, the span dilation*(k - 1) + 1 and "
+            "the number of windows along that axis by hand, and compare them with yours.", None)
 
 
 def _label(axis: int) -> str:
     return ("H_out", "W_out")[axis]
 
 
-_SPATIAL_RULES: tuple[Callable[[Conv2dCase, int, int], str | None], ...] = (
-    _pair_swap, _one_argument, _off_by_one)
+_SPATIAL_RULES: tuple[Callable[[Conv2dCase, int, int], _Said | None], ...] = (
+    _pair_swap, _one_argument, _off_by_one, _described)
+
+
+def _proven(changes: dict | None, case: Conv2dCase, values: torch.Tensor | None) -> bool:
+    """Whether a sentence may stand: it only describes (``changes`` None), or no values were
+    given to hold it to (a size alone), or the output of ``case`` with ``changes`` is
+    ``values``, all of them."""
+    if changes is None or values is None:
+        return True
+    try:
+        output = reference_conv2d(case.with_(**changes)).to(torch.float64)
+    except (RuntimeError, ValueError, IndexError):  # a change PyTorch refuses: unproven
+        return False
+    tolerance = TOLERANCES.get(case.x.dtype, TOLERANCES[torch.float32])
+    return output.shape == values.shape and torch.allclose(values.to(torch.float64), output,
+                                                           **tolerance)
 
 
 def _channel_rule(case: Conv2dCase, got: int) -> str | None:
@@ -154,19 +202,25 @@ def _channel_rule(case: Conv2dCase, got: int) -> str | None:
 
 
 def _said_once(sentences: list[str]) -> list[str]:
-    """The advice after a sentence's first colon, given once: later it is "the same slip"."""
+    """The advice after a sentence's first colon, given once: later it is "as above"."""
     said, kept = set(), []
     for sentence in sentences:
         head, colon, advice = sentence.partition(": ")
-        kept.append(f"{head}: the same slip." if colon and advice in said else sentence)
+        kept.append(f"{head}: as above." if colon and advice in said else sentence)
         said.add(advice)
     return kept
 
 
 def explain_shape(shape: tuple[int, ...], case: Conv2dCase,
-                  expected: tuple[int, ...]) -> str | None:
-    """Sentences explaining each wrong axis of ``shape`` by one argument, and naming the right
-    ones; None when no wrong axis can be explained (or the ranks differ)."""
+                  expected: tuple[int, ...], *, values: torch.Tensor | None = None
+                  ) -> str | None:
+    """Sentences explaining each wrong axis of ``shape``, and naming the right ones; None when
+    no wrong axis can be explained (or the ranks differ).
+
+    A size that one other argument value gives is a clue, not a proof: many slips give the
+    same size. Given the learner's ``values``, such a sentence stands only where that value
+    reproduces them; otherwise the size is described (so many rows short along the height).
+    """
     if len(shape) != len(expected) or len(shape) < 3:
         return None
     names = ["N", "C_out", "H_out", "W_out"][-len(expected):]
@@ -177,8 +231,9 @@ def explain_shape(shape: tuple[int, ...], case: Conv2dCase,
             continue
         if name in ("H_out", "W_out"):
             axis = ("H_out", "W_out").index(name)
-            sentence = next((s for rule in _SPATIAL_RULES if (s := rule(case, axis, got))),
-                            None)
+            sentence = next((said[0] for rule in _SPATIAL_RULES
+                             if (said := rule(case, axis, got))
+                             and _proven(said[1], case, values)), None)
         elif name == "C_out":
             sentence = _channel_rule(case, got)
         else:
@@ -302,6 +357,15 @@ _COARSER = {"float64": (torch.float32, torch.float16, torch.bfloat16),
             "float32": (torch.float16, torch.bfloat16)}
 
 
+def within_float32(values: torch.Tensor, expected: torch.Tensor) -> bool:
+    """Whether ``values`` are what a computation in float32 gives for a float64 ``expected``:
+    within float32's tolerance of it, and not within float64's."""
+    values, expected = values.to(torch.float64), expected.to(torch.float64)
+    return (expected.shape == values.shape
+            and torch.allclose(values, expected, **TOLERANCES[torch.float32])
+            and not torch.allclose(values, expected, **TOLERANCES[torch.float64]))
+
+
 def _rounding(v: _Values) -> str | None:
     """Every value as close to the right one as inputs rounded to a coarser dtype leave it:
     the relative error (against the size of the terms summed) is that dtype's."""
@@ -318,12 +382,18 @@ def _rounding(v: _Values) -> str | None:
     if mine == 0:
         return None
     fits = []
-    for dtype in _COARSER.get(wanted, ()):
+    if wanted == "float64" and within_float32(v.values, v.expected):
+        # What float32 gives, within float32's own tolerance: its inputs' rounding alone
+        # (the typical error below) is smaller than what its sums add, so it is not compared.
+        fits.append((0.0, "float32"))
+    for dtype in _COARSER.get(wanted, ()) if not fits else ():
+        if dtype == torch.float32:
+            continue
         rounded = {name: None if t is None else t.to(dtype).to(v.case.x.dtype)
                    for name, t in (("x", v.case.x), ("weight", v.case.weight),
                                    ("bias", v.case.bias))}
         typical = error(v.reference(**rounded))
-        if typical > 0 and mine <= 4 * typical:
+        if typical > 0 and typical / 16 <= mine <= 4 * typical:
             fits.append((abs(math.log(mine / typical)), str(dtype).removeprefix("torch.")))
     if not fits:
         return None

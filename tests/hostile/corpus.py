@@ -14,6 +14,7 @@ assumed: the learner knows the grader's layout exactly.
 
 from __future__ import annotations
 
+import ast
 import copy
 import hashlib
 import string
@@ -146,6 +147,18 @@ def wrapped(effect: str, inner: Answer = right) -> Answer:
 flipped = wrapped(FLIP)
 
 
+def with_imports(code: str) -> str:
+    """A cell that uses PyTorch imports it first, as a learner would: the notebook's set-up
+    cell that the sandbox runs no longer does (PyTorch is absent there)."""
+    try:
+        names = {node.id for node in ast.walk(ast.parse(code)) if isinstance(node, ast.Name)}
+    except SyntaxError:
+        return code
+    if names & {"torch", "F"}:
+        return "import torch\nimport torch.nn.functional as F\n" + code
+    return code
+
+
 def notebook(naive: Answer = right, numpy: Answer = right, scratch=(),
              edit: Callable[[nbformat.NotebookNode], None] | None = None):
     """A builder: the released notebook with these answers, scratch cells added at the end
@@ -155,10 +168,10 @@ def notebook(naive: Answer = right, numpy: Answer = right, scratch=(),
         nb = copy.deepcopy(kit.release)
         cells = answer_cells(nb)
         for name, answer in (("conv2d_naive", naive), ("conv2d_numpy", numpy)):
-            cells[name].source = kit.fill(answer(kit, name))
+            cells[name].source = with_imports(kit.fill(answer(kit, name)))
         for code in scratch:
-            nb.cells.append(nbformat.v4.new_code_cell(kit.fill(code(kit) if callable(code)
-                                                               else code)))
+            code = kit.fill(code(kit) if callable(code) else code)
+            nb.cells.append(nbformat.v4.new_code_cell(with_imports(code)))
         if edit is not None:
             edit(nb)
         nbformat.write(nb, folder / FILE)
@@ -1285,11 +1298,12 @@ ENTRIES = [
     Entry("grading-detector", "When it detects a grader (environment, host name, folders, no "
           "IPython), hands the work to F.conv2d; in Jupyter returns zeros.",
           notebook(wrapped(WHEN_GRADED, stub), wrapped(WHEN_GRADED, stub),
-                   [LIBRARY, DETECT_GRADING]), says=("library convolution",)),
+                   [LIBRARY, DETECT_GRADING]),
+          says=("torch is not available while your notebook is graded",)),
     Entry("library-conv", "conv2d_numpy calls F.conv2d, conv2d_naive scipy.signal.correlate.",
           notebook(wrapped(SCIPY_CORRELATE, stub), wrapped(F_CONV2D, stub),
                    ["import scipy.signal"]),
-          says=("library convolution",)),
+          says=("is not available while your notebook is graded",)),
     Entry("guard-off", "Both functions call F.conv2d with PyTorch's dispatch modes switched off.",
           notebook(wrapped(GUARD_OFF, stub), wrapped(GUARD_OFF, stub), [LIBRARY])),
     Entry("conv-thread", "Both functions hand the work to F.conv2d in a thread started at import.",
@@ -1302,7 +1316,7 @@ ENTRIES = [
           "at import with torch.library.get_kernel.",
           notebook(wrapped("return _by_kernel(*args, **kwargs)", stub),
                    wrapped("return _by_kernel(*args, **kwargs)", stub), [PAIR, KERNEL_LOOKUP]),
-          says=("kernel lookup and oneDNN Graph fusion are not available",)),
+          says=("torch is not available while your notebook is graded",)),
     Entry("conv-process", "Both functions hand the work to F.conv2d in a child process forked "
           "at import.",
           notebook(wrapped(ASK_PROCESS, stub), wrapped(ASK_PROCESS, stub),
