@@ -5,8 +5,9 @@ The HTML is rendered as ``nbgrader generate_feedback`` renders it (nbgrader's ow
 template, made easier to read by :func:`readable`), from the scores just computed rather than
 from the gradebook: so every worker writes its learners' pages in parallel. Where the gradebook
 holds manual scores or comments, ``make grade`` renders that learner's pages again from it
-after the batch (:func:`regenerate`). nbgrader is imported only to render HTML: Gradescope's
-image, which writes no HTML, does not have it.
+after the batch (:func:`regenerate`). The instructor's math is MathML on the page, so it reads
+offline. nbgrader and latex2mathml are imported only to render HTML: Gradescope's image, which
+writes no HTML, does not have them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import copy
 import functools
 import html
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,6 +37,19 @@ def _error_output(name: str, message: str, traceback: str = "") -> nbformat.Note
     return nbformat.v4.new_output("error", ename=name, evalue=message, traceback=lines)
 
 
+#: The most of one answer cell a feedback page shows: a page stays small whatever was pasted.
+MAX_ANSWER = 20_000
+
+
+def shown(source: str) -> str:
+    """An answer cell's source as the page shows it: all of it, or its first
+    :data:`MAX_ANSWER` characters and how many more there were."""
+    if len(source) <= MAX_ANSWER:
+        return source
+    return (source[:MAX_ANSWER] + f"\n# ... ({len(source) - MAX_ANSWER} more characters of "
+            "this cell are not shown here)\n")
+
+
 def feedback_notebook(release, submission, result: NotebookResult, errors: dict):
     """The released notebook with the learner's answers in it and each test's outcome as its
     output: the visible tests' source only, never the hidden ones."""
@@ -44,7 +59,7 @@ def feedback_notebook(release, submission, result: NotebookResult, errors: dict)
         for cell in submission.cells:
             meta = nbgrader_meta(cell)
             if meta.get("solution") and isinstance(meta.get("grade_id"), str):
-                answers[meta["grade_id"]] = str(cell.get("source", ""))
+                answers[meta["grade_id"]] = shown(str(cell.get("source", "")))
     outcomes = {t.grade_id: t for t in result.tests}
     for cell in notebook.cells:
         meta = nbgrader_meta(cell)
@@ -67,8 +82,34 @@ def feedback_notebook(release, submission, result: NotebookResult, errors: dict)
     if notes:  # notes quote learner-made text (cell labels, messages): one line of text each
         notebook.cells.insert(0, nbformat.v4.new_markdown_cell(
             "**Notes from the grader**\n\n" + "\n".join(
-                f"- {plain.markdown(note)}" for note in notes)))
+                f"- {plain.markdown(note)}" for note in notes),
+            metadata={"convcourse": {"learner_text": True}}))
     return notebook
+
+
+#: TeX as the instructor's markdown writes it: $$display$$ or $inline$ (not a lone "$").
+MATH = re.compile(r"\$\$(.+?)\$\$|(?<![\\$])\$(?![\s$])([^$\n]+?)(?<![\s\\])\$", re.S)
+#: What markdown shows as written: fenced blocks and code spans.
+CODE = re.compile(r"(```.*?```|`[^`\n]*`)", re.S)
+
+
+def _mathml(match: re.Match) -> str:
+    import latex2mathml.converter  # HTML only, as nbgrader: Gradescope's image writes none
+
+    display = match.group(1) is not None
+    try:
+        return latex2mathml.converter.convert(match.group(1) if display else match.group(2),
+                                              display="block" if display else "inline")
+    except Exception:  # noqa: BLE001  (TeX it cannot read stays as written)
+        return match.group(0)
+
+
+def offline_math(markdown: str) -> str:
+    """The math of an instructor's markdown as MathML, which a browser draws with no script
+    and no network (the page's MathJax would come from the internet); code stays as written."""
+    parts = CODE.split(markdown)
+    return "".join(part if index % 2 else MATH.sub(_mathml, part)
+                   for index, part in enumerate(parts))
 
 
 # --- as HTML -----------------------------------------------------------------------------------
@@ -98,6 +139,8 @@ def feedback_html(result: NotebookResult, *, student: str, assignment: str,
     notebook = copy.deepcopy(result.feedback)
     scores = {t.grade_id: t for t in result.tests}
     for cell in notebook.cells:
+        if cell.cell_type == "markdown" and not cell.metadata.get("convcourse"):
+            cell.source = offline_math(cell.source)  # the instructor's text, not the learner's
         meta = nbgrader_meta(cell)
         if meta.get("grade") and meta.get("grade_id") in scores:
             meta["score"] = scores[meta["grade_id"]].score

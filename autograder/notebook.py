@@ -113,6 +113,17 @@ def read_submission(path: Path) -> nbformat.NotebookNode:
     return notebook
 
 
+def cell_name(piece: dict) -> str:
+    """How notes name a cell of the program: an instructor's cell by its name; a learner's own
+    cell, which has none, by its place in the notebook (every cell counted from the top, as
+    the label says) and its first line, since the feedback page shows no numbers."""
+    label, source = str(piece.get("label", "")), str(piece.get("source", ""))
+    if not label.isdigit():
+        return f"cell {label}"
+    first = next((line.strip() for line in source.splitlines() if line.strip()), "")
+    return f"cell {label} from the top (it begins: {first[:60]})"
+
+
 def learner_program(submission, source) -> list[dict]:
     """The cells the sandbox runs, in the submission's order (see the module's docstring)."""
     left_out = {nbgrader_meta(c)["grade_id"] for c in grade_cells(source)}

@@ -23,6 +23,7 @@ from autograder.feedback import feedback_notebook
 from autograder.notebook import (
     SETUP_TAG,
     answer_names,
+    cell_name,
     choose_notebook,
     grade_cells,
     learner_program,
@@ -209,7 +210,9 @@ def _cell_error_notes(source, session: Session, most: int = 5) -> list[str]:
     """Errors of cells other than answer cells (those show their own error in the feedback):
     a scratch cell's failure scores nothing, but what it would have defined is missing."""
     answers = set(answer_names(source))
-    notes = [f"cell {label} raised {error.type} while it was graded: {error.message[:300]}"
+    pieces = {piece["label"]: piece for piece in session.program}
+    notes = [f"{cell_name(pieces.get(label, {'label': label}))} raised {error.type} while it "
+             f"was graded: {error.message[:300]}"
              for label, error in session.errors.items() if label not in answers]
     return notes[:most] + ([f"... and {len(notes) - most} more cells raised errors"]
                            if len(notes) > most else [])

@@ -9,6 +9,7 @@ import time
 from collections import Counter
 
 from autograder import replies
+from autograder.notebook import cell_name
 from autograder.sandbox import Limits, Sandbox, SandboxDied, SandboxTimeout, SandboxUnavailable
 from autograder.sandboxed import wire
 
@@ -79,13 +80,12 @@ class Session:
                 if current is None:  # before any learner code ran: the grader's failure
                     raise SandboxUnavailable(f"the sandbox did not start: {failure} "
                                              f"{self.printed[-500:]}") from None
-                label = self.program[current]["label"]
                 why = (f"did not finish within {self.limits.cells_seconds:g} s"
                        if isinstance(failure, SandboxTimeout) else f"stopped the process: "
                        f"{failure}")
                 self.skipped.add(current)
-                self.notes.append(f"Your cell {label} {why}; it was left out and the other "
-                                  "cells were run again without it.")
+                self.notes.append(f"Your {cell_name(self.program[current])} {why}; it was left "
+                                  "out and the other cells were run again without it.")
                 continue
             self.errors = {self.program[i]["label"]: error
                            for i, error in zip(running, errors, strict=False) if error}

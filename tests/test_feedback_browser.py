@@ -44,3 +44,25 @@ def test_the_diagnosis_is_seen_without_scrolling_sideways(browser, tmp_path):  #
     assert seen["overflow"] <= 0 and seen["right"] <= seen["viewport"], seen
     titles = list(cell_titles(source).values())
     assert "Test cell" not in seen["index"] and titles[0] in seen["index"], seen["index"]
+
+
+MATH = """
+const shown = [...document.querySelectorAll('math')].map(m => m.getBoundingClientRect())
+    .filter(box => box.width > 0 && box.height > 0).length;
+return {shown: shown, text: document.body.innerText};
+"""
+
+
+def test_the_instructors_math_is_drawn_offline(browser, tmp_path):  # noqa: F811
+    source = nbformat.read(SOLUTIONS / ASSIGNMENT / f"{NOTEBOOK}.ipynb", as_version=4)
+    release = nbformat.read(NOTEBOOKS / ASSIGNMENT / f"{NOTEBOOK}.ipynb", as_version=4)
+    written = sum(cell.source.count("$") for cell in release.cells
+                  if cell.cell_type == "markdown")
+    assert written > 10  # the notebook's prose has math to draw
+    page = tmp_path / "feedback.html"
+    page.write_text(feedback_html(ungraded(source, release, NOTEBOOK, "not graded"),
+                                  student="ada", assignment=ASSIGNMENT))
+    browser.get(page.as_uri())  # no network: MathJax from its CDN cannot load
+    seen = browser.execute_script(MATH)
+    assert seen["shown"] > 5
+    assert "\\text" not in seen["text"] and "$C_" not in seen["text"]

@@ -14,6 +14,7 @@ import pytest
 from autograder import notebook
 from autograder.notebook import (
     answer_names,
+    cell_name,
     choose_notebook,
     grade_cells,
     hidden_test_lines,
@@ -153,6 +154,13 @@ def test_the_instructors_notebook_says_what_its_sandbox_lacks():
     course = Path(__file__).resolve().parents[1]
     assert {path.parent.name for path in course.glob("solutions/*/*.ipynb")
             if "torch" in sandbox_lacks(nbformat.read(path, as_version=4))} == {"02-numpy"}
+
+
+@pytest.mark.parametrize("label", ["setup", "4", "113"])
+def test_notes_name_a_cell_as_the_learner_sees_it(label):
+    name = cell_name({"label": label, "source": "\n  x = compute()  \nmore\n"})
+    assert name == (f"cell {label} from the top (it begins: x = compute())"
+                    if label.isdigit() else f"cell {label}")
 
 
 def test_odd_cells_are_read_as_plain_code_or_skipped():

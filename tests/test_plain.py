@@ -52,3 +52,17 @@ def _rendered_notes(notes: list[str]) -> str:
     result = NotebookResult("tiny", [Outcome("t", 1.0, 0.0, HOSTILE)], notes=notes)
     result.feedback = feedback_notebook(release, None, result, {})
     return feedback_html(result, student="s", assignment="a")
+
+
+def test_a_pasted_megabyte_does_not_make_a_megabyte_page():
+    solution = {"nbgrader": {"grade": False, "solution": True, "locked": False,
+                             "grade_id": "f", "schema_version": 3}}
+    release = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("def f(): ...",
+                                                                         metadata=solution)])
+    submission = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "def f():\n" + "    x = 1  # padding\n" * 50_000, metadata=solution)])
+    result = NotebookResult("tiny", [Outcome("t", 1.0, 0.0, "wrong")])
+    result.feedback = feedback_notebook(release, submission, result, {})
+    page = feedback_html(result, student="s", assignment="a")
+    assert len(submission.cells[0].source) > 900_000 and len(page) < 600_000
+    assert "more characters of this cell are not shown here" in page

@@ -164,8 +164,9 @@ def test_a_notebook_is_graded_end_to_end_by_the_runner_without_bubblewrap(tmp_pa
                       "test_long": 0.0}  # the learner's double does not refuse -1: it passes
     missing = next(t for t in result.tests if t.grade_id == "test_missing")
     assert "because the cell that defines it raised IndentationError" in missing.message
-    assert result.notes == ["cell 4 raised RuntimeError while it was graded: a scratch cell "
-                            "fails"]
+    assert result.notes == ["cell 4 from the top (it begins: raise RuntimeError('a scratch "
+                            "cell fails')) raised RuntimeError while it was graded: a scratch "
+                            "cell fails"]
     outputs = {score.nbgrader_meta(c).get("grade_id"): c.outputs for c in result.feedback.cells
                if c.cell_type == "code"}
     assert outputs["test_pass"][0]["text"] == "Passed: 2 of 2 points.\n"
