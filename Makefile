@@ -17,13 +17,22 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 ASSIGNMENTS := $(notdir $(wildcard solutions/[0-9]*))
 
 .PHONY: help venv book test test-fast lab release grade check gradescope bench gpu-check \
-        clean sandbox-packages test-packages
+        clean sandbox-packages book-packages test-packages
 
 # Debian packages the targets need, each as <command or file>:<package>. The sandbox's for
 # grading; the browser's (and a font for it to draw the pages with) for the tests.
 SANDBOX_PACKAGES := bwrap:bubblewrap
 BROWSER_PACKAGES := chromium:chromium chromedriver:chromium-driver \
                     /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf:fonts-dejavu-core
+# The book's torch.compile section: TorchInductor writes C++ and compiles it with g++.
+BOOK_PACKAGES := g++:g++
+# A PostgreSQL server for the shared-gradebook tests (Debian keeps initdb in
+# /usr/lib/postgresql/<version>/bin, off the PATH).
+POSTGRES_PACKAGES := $(or $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb)),initdb):postgresql
+# The JupyterHub test's proxy: Node.js and npm from Debian, then configurable-http-proxy from
+# npm into .venv (its bin/ and lib/node_modules/). 4.x: 5.x needs a newer Node than Debian 12's.
+HUB_PACKAGES := node:nodejs npm:npm
+HUB_PROXY    := configurable-http-proxy@4.6.3
 
 # Install the missing ones with apt-get, as root or through password-less sudo; otherwise stop
 # before anything runs, with the one command that installs them.
@@ -44,8 +53,14 @@ endef
 sandbox-packages:
 	$(call system_packages,$(SANDBOX_PACKAGES))
 
+book-packages:
+	$(call system_packages,$(BOOK_PACKAGES))
+
 test-packages:
-	$(call system_packages,$(SANDBOX_PACKAGES) $(BROWSER_PACKAGES))
+	$(call system_packages,$(SANDBOX_PACKAGES) $(BROWSER_PACKAGES) $(BOOK_PACKAGES) \
+	  $(POSTGRES_PACKAGES) $(HUB_PACKAGES))
+	@test -x $(BIN)/configurable-http-proxy || npm install --global --prefix $(VENV) \
+	  --no-fund --no-audit --loglevel=error $(HUB_PROXY)
 
 help:
 	@echo "make book   build the HTML book into book/_build/html (warnings are errors)"
@@ -87,7 +102,7 @@ $(BUILD)/.package-stamp: $(wildcard $(PACKAGE)/*.py $(PACKAGE)/figures/*.py)
 	mkdir -p $(BUILD)
 	touch $@
 
-book: $(STAMP) $(BUILD)/.package-stamp
+book: book-packages $(STAMP) $(BUILD)/.package-stamp
 	IPYTHONDIR=$(CURDIR)/book/_ipython $(BIN)/jupyter-book build $(BOOK) -W -n --keep-going $(BOOK_ARGS)
 
 # The suite on pytest-xdist, one worker per CPU (logical: `auto` counts a 2-vCPU machine with
@@ -111,9 +126,12 @@ release: $(STAMP)
 	  $(BIN)/nbgrader generate_assignment $$a --force --no-db || exit 1; done
 
 # Grading: learner code runs only in the sandbox (autograder/); UNSAFE=1 runs it without.
+# DB=<SQLAlchemy URL> and DEADLINE=<ISO time with offset> reach it as environment variables
+# (as LMS and ROSTER do); the course's own gradebook is CONVCOURSE_DB_URL (autograder/settings.py).
 grade: $(if $(UNSAFE),,sandbox-packages) $(STAMP)
 	@test -n "$(ASSIGNMENT)" -a -n "$(SUBMISSIONS)" || { echo "usage: make grade \
-	  ASSIGNMENT=<id> SUBMISSIONS=<folder of <student>/<notebook>.ipynb, or an LMS .zip>"; exit 2; }
+	  ASSIGNMENT=<id> SUBMISSIONS=<folder of <student>/<notebook>.ipynb, or an LMS .zip> \
+	  [DB=<gradebook URL>] [DEADLINE=2026-12-01T23:59:00+00:00]"; exit 2; }
 	$(BIN)/python -m autograder.grade $(ASSIGNMENT) $(SUBMISSIONS) \
 	  $(if $(WORKERS),--workers $(WORKERS)) $(if $(UNSAFE),--unsafe) $(GRADE_ARGS)
 

@@ -13,9 +13,11 @@ names, links, archives inside it, sizes, a zip's own headers. So:
   (never followed, in a folder or a zip), no devices, nothing past the limits below;
 - one bad file costs only that file: it is listed with the reason and the batch goes on;
 - of several submissions of one file by one learner, the newest (by what the LMS gives: see
-  :func:`_newer`) is collected and the others are listed; a name becomes a student id through
-  the roster, else :func:`folder_id` (letters of any script, apostrophes and spaces folded into
-  a safe folder name).
+  :func:`_newer`) is collected and the others are listed, in one batch and across batches
+  (downloads made at different times, graded in any order: :func:`copy_learner`, which
+  keeps the collector's own record beside each learner's folder); a name becomes a student
+  id through the roster, else :func:`folder_id` (letters of any script, apostrophes and
+  spaces folded into a safe folder name).
 
 What was not collected comes back as ``refused``: a label a teacher can read (made safe with
 :func:`autograder.plain.line`) -> why, in one sentence.
@@ -23,10 +25,12 @@ What was not collected comes back as ``refused``: a label a teacher can read (ma
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
-import shutil
 import stat
+import tempfile
 import unicodedata
 import zipfile
 import zlib
@@ -58,6 +62,9 @@ ARCHIVES = (".zip", ".tar", ".gz", ".tgz", ".bz2", ".tbz", ".tbz2", ".xz", ".txz
 WINDOWS_DEVICES = {"con", "prn", "aux", "nul", *(f"com{n}" for n in range(1, 10)),
                    *(f"lpt{n}" for n in range(1, 10))}
 CHUNK = 1 << 20
+#: What reading a file of a batch may raise (a zip member unlike what its headers say, ...).
+READ_ERRORS = (OSError, EOFError, RuntimeError, NotImplementedError, ValueError, zlib.error,
+               zipfile.BadZipFile)
 
 
 class CourseFolders(Protocol):
@@ -84,8 +91,9 @@ class Naming:
     learner as the LMS writes them (a login, a name); ``key``, the LMS's own id of the learner
     where it gives one (it, not the name, tells two learners apart); ``file``, for a file, the
     name the learner gave it. ``order`` makes, from the match, what orders one learner's
-    submissions of one file (a larger one is newer), ``when`` the submission's time where the
-    name holds it."""
+    submissions of one file (a larger one is newer), in this download and in any other of the
+    same LMS; ``when`` the submission's time where the name holds it. Where a format gives no
+    order, the file's time does (:func:`file_order`)."""
 
     lms: str
     kind: str
@@ -122,7 +130,10 @@ def _brightspace_order(match: re.Match) -> tuple:
 #:   lower-cased with non-word characters dropped (apostrophes vanish, Unicode letters stay);
 #:   a file name the learner used before comes back as ``<name>-1.ipynb``; a text entry is
 #:   ``<lastfirst>_<user id>_text.html``; anonymous grading puts ``anon_<id>`` for the user id.
-#:   A resubmission has a larger attachment id; ``LATE`` marks one after the due date.
+#:   Ids come from one sequence for the whole Canvas instance, so a resubmission has a larger
+#:   attachment id than the file it replaces, in any download; ``LATE`` (after the due date as
+#:   it stood when the zip was made: an extension can lift it) only breaks a tie. (Canvas's
+#:   ``content_zipper`` lower-cases the whole prefix in some versions: ``_late`` is read too.)
 #: - Moodle (mod/assign's ``download_submissions``): the prefix is ``clean_filename(<full
 #:   name, _ read as a space>_<participant id>)``, then ``_assignsubmission_file_``; since 3.1
 #:   as a folder per learner (``<prefix>_assignsubmission_file_/<file>``, the default), before
@@ -131,7 +142,8 @@ def _brightspace_order(match: re.Match) -> tuple:
 #:   known across assignments by their name (or a roster). One submission per learner.
 #: - Blackboard Learn (Grade Centre, "Assignment File Download"):
 #:   ``<assignment>_<username>_attempt_<YYYY-MM-DD-HH-MM-SS>_<original name>``, and a
-#:   ``<assignment>_<username>_attempt_<time>.txt`` of the submission's details.
+#:   ``<assignment>_<username>_attempt_<time>.txt`` of the submission's details. Read from the
+#:   left: the learner's file name comes last and may itself hold ``_<name>_attempt_<time>``.
 #: - Brightspace (D2L, "Download" of a folder's submissions): a folder per submission,
 #:   ``<submission id>-<sequence> - <First Last> - <Mon D, YYYY HHMM AM>/<file>`` (the older
 #:   form is the same as one flat file, `` - <file>`` after the date), and a top-level
@@ -145,15 +157,15 @@ NAMINGS = [
            _BRIGHTSPACE_TIME),
     Naming("folder", "folder", re.compile(r"(?P<who>.+)", re.DOTALL)),
     Naming("canvas", "file", re.compile(
-        r"(?P<who>[^_]+)(?P<late>_LATE)?_(?P<key>\d+|anon_\d+)_(?P<attachment>\d+)_"
+        r"(?P<who>[^_]+)(?P<late>_LATE|_late)?_(?P<key>\d+|anon_\d+)_(?P<attachment>\d+)_"
         r"(?P<file>.+)", re.DOTALL),
-        lambda match: (bool(match["late"]), int(match["attachment"]))),
+        lambda match: (int(match["attachment"]), bool(match["late"]))),
     Naming("canvas", "file", re.compile(
-        r"(?P<who>[^_]+)(?P<late>_LATE)?_(?P<key>\d+|anon_\d+)_(?P<file>text\.html)")),
+        r"(?P<who>[^_]+)(?P<late>_LATE|_late)?_(?P<key>\d+|anon_\d+)_(?P<file>text\.html)")),
     Naming("moodle", "file", re.compile(
         r"(?P<who>[^_]+)_(?P<key>\d+)_assignsubmission_[a-z]+_(?P<file>.+)", _FLAGS)),
     Naming("blackboard", "file", re.compile(
-        r"(?P<assignment>.+)_(?P<who>[^_]+)_attempt_"
+        r"(?P<assignment>.+?)_(?P<who>[^_]+)_attempt_"
         r"(?P<date>\d{4}-\d\d-\d\d-\d\d-\d\d-\d\d)(?:_(?P<file>.+)|(?P<details>\.txt))",
         re.DOTALL), lambda match: (match["date"],), _BLACKBOARD_TIME),
     Naming("brightspace", "file", re.compile(_BRIGHTSPACE + r" - (?P<file>.+)", _FLAGS),
@@ -181,12 +193,14 @@ class Person:
 @dataclass(frozen=True)
 class Found:
     """What a top-level name says: whose, and for a file its name in the learner's folder,
-    how it orders among that learner's submissions of it, and when it was handed in."""
+    how it orders among that learner's submissions of it (the format's order, then its copy
+    number), and when it was handed in."""
 
     person: Person
     file: str | None = None
     order: tuple = ()
     when: datetime | None = None
+    copy: int = 0
 
 
 def _plain_name(name: str) -> str:
@@ -217,7 +231,7 @@ def identify(name: str, kind: str, course: CourseFolders, lms: str | None = None
     if kind == "folder":
         return Found(person, order=naming.order(match), when=naming.when(match))
     file, copy = _lms_file(match["file"] or f"{naming.lms}-details.txt", course)
-    return Found(person, file, (*naming.order(match), copy), naming.when(match))
+    return Found(person, file, naming.order(match), naming.when(match), copy)
 
 
 def _is_notebook_name(name: str, student: str, course: CourseFolders) -> bool:
@@ -394,6 +408,7 @@ class Batch:
     count: int = 0
     roster: Roster | None = None
     collected: Collected | None = None
+    name: str = ""                      # the batch's own name (its zip's or folder's)
 
     def refuse(self, label: str, why: str) -> None:
         label = plain.line(label)
@@ -431,14 +446,16 @@ class Batch:
 def collect_folder(batch: Batch, submissions: Path) -> None:
     """A folder batch: each learner's folder walked without following a link."""
     for entry in sorted(submissions.iterdir(), key=lambda path: path.name):
-        mode = entry.lstat().st_mode
+        info = entry.lstat()
+        mode = info.st_mode
         if stat.S_ISLNK(mode):
             batch.refuse(entry.name, "a link, not a learner's folder: links are never followed")
         elif stat.S_ISDIR(mode):
             if (found := batch.learner(entry.name, "folder")) is not None:
                 _walk(batch, found, entry)
         elif stat.S_ISREG(mode):
-            _top_file(batch, entry.name, entry.lstat().st_size, lambda e=entry: _open_plain(e))
+            _top_file(batch, entry.name, info.st_size, lambda e=entry: _open_plain(e),
+                      info.st_mtime)
         else:
             batch.refuse(entry.name, "not a regular file or folder (a device, pipe or socket)")
 
@@ -480,17 +497,23 @@ def _folder_file(batch: Batch, found: Found, path: Path, label: str, inside: Pat
                        lambda: _open_plain(path), info.st_mtime)
 
 
+def file_order(found: Found, mtime: float, copy: int) -> tuple:
+    """How a file orders among its learner's submissions of it: by its format's own order
+    where the name gives one, else by its file time, then by its copy number. A zip member's
+    time is when the LMS made the zip: it orders nothing inside one download, but a later
+    download holds each learner's newest submission as of then, so its copy is the newer."""
+    return (*(found.order or (mtime,)), copy)
+
+
 def _learners_file(batch: Batch, found: Found, label: str, path: PurePosixPath, size: int,
                    opener: Callable[[], IO[bytes]], mtime: float) -> None:
     """A file in a learner's folder. A copy of a notebook (``conv2d-numpy (1).ipynb``) is
-    that notebook, ordered by its file time (the newest is graded) where the format gives no
-    order of its own."""
-    order = found.order
-    if copy := notebook_copy(path.name, batch.course):
-        path = path.with_name(copy[0])
-        order = order or (mtime, copy[1])
+    that notebook (:func:`file_order` says which is the newest)."""
+    copy = 0
+    if found_copy := notebook_copy(path.name, batch.course):
+        path, copy = path.with_name(found_copy[0]), found_copy[1]
     batch.add(found.person, File(label, path, size, opener, naming=found.person.lms,
-                                 order=order, when=found.when))
+                                 order=file_order(found, mtime, copy), when=found.when))
 
 
 def _open_plain(path: Path) -> IO[bytes]:
@@ -502,7 +525,8 @@ def _open_plain(path: Path) -> IO[bytes]:
     return os.fdopen(descriptor, "rb")
 
 
-def _top_file(batch: Batch, name: str, size: int, opener: Callable[[], IO[bytes]]) -> None:
+def _top_file(batch: Batch, name: str, size: int, opener: Callable[[], IO[bytes]],
+              mtime: float) -> None:
     """A file at the batch's top level: the LMS's naming says whose, or it is nobody's."""
     try:
         found = identify(name, "file", batch.course, batch.lms)
@@ -512,7 +536,8 @@ def _top_file(batch: Batch, name: str, size: int, opener: Callable[[], IO[bytes]
         batch.refuse(name, str(why))
         return
     batch.add(found.person, File(name, PurePosixPath(found.file), size, opener, lms=True,
-                                 naming=found.person.lms, order=found.order, when=found.when))
+                                 naming=found.person.lms,
+                                 order=file_order(found, mtime, found.copy), when=found.when))
 
 
 # --- an LMS zip --------------------------------------------------------------------------------
@@ -521,7 +546,7 @@ def collect_zip(batch: Batch, archive: Path) -> Collected:
     """An LMS zip, read member by member with Python's zipfile, never unpacked as a whole (nor
     by nbgrader's zip_collect, which reads identity anywhere in a path and unpacks archives in
     it). A member's time is when the zip was made, not when the learner handed it in: it
-    orders only copies of a notebook in a learner's folder (a teacher's own zip)."""
+    orders a learner's files only where the LMS's name gives no order (:func:`file_order`)."""
     try:
         bundle = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as error:
@@ -550,7 +575,7 @@ def _member(batch: Batch, bundle: zipfile.ZipFile, info: zipfile.ZipInfo) -> Non
         if problem := _member_problem(info):
             batch.refuse(name, problem)
         else:
-            _top_file(batch, name, info.file_size, lambda: bundle.open(info))
+            _top_file(batch, name, info.file_size, lambda: bundle.open(info), _zip_time(info))
         return
     found = batch.learner(parts[0], "folder")
     if found is None or len(parts) == 1:
@@ -559,7 +584,16 @@ def _member(batch: Batch, bundle: zipfile.ZipFile, info: zipfile.ZipInfo) -> Non
         batch.refuse(name, problem)
     elif not info.is_dir():
         _learners_file(batch, found, name, PurePosixPath(*parts[1:]), info.file_size,
-                       lambda: bundle.open(info), datetime(*info.date_time).timestamp())
+                       lambda: bundle.open(info), _zip_time(info))
+
+
+def _zip_time(info: zipfile.ZipInfo) -> float:
+    """A member's time as its header gives it (0: a date that is none, month 0 or day 31 of
+    February, as a forged header may hold)."""
+    try:
+        return datetime(*info.date_time).timestamp()
+    except (ValueError, OverflowError):
+        return 0.0
 
 
 def _member_problem(info: zipfile.ZipInfo) -> str | None:
@@ -597,8 +631,8 @@ def _this_assignment(files: list[File], assignment: str) -> list[File]:
 
 def _newer(file: File, than: File) -> bool:
     """Whether ``file`` is a newer submission than ``than``, of one learner and one name: by
-    what the LMS gives (LATE, the attachment id, a copy's number, the attempt's time) where
-    one format named both, else the later in the batch."""
+    what the LMS gives (the attachment id, LATE, the attempt's time, a file time, a copy's
+    number: :func:`file_order`) where one format named both, else the later in the batch."""
     if file.naming == than.naming and file.order != than.order:
         return file.order > than.order
     return file.index > than.index
@@ -631,16 +665,15 @@ def chosen(batch: Batch, person: Person, student: str) -> list[File]:
 
 
 def learner_folder(course: CourseFolders, student: str) -> Path:
-    """The learner's folder in submitted/, emptied: checked to lie inside submitted/, never a
-    link, before anything in it is removed."""
+    """The learner's folder in submitted/ (made where there is none yet): checked to lie
+    inside submitted/ and to be no link, before anything is written in it."""
     if problem := student_problem(student, course):
         raise Refused(problem)
     target = course.folder("submitted", student)
-    if target.is_symlink() or target.parent.is_symlink():
-        raise Refused("its folder in autograder/submitted/ is a link: not replaced")
-    if target.exists():
-        shutil.rmtree(target)
-    target.mkdir(parents=True)
+    if target.is_symlink() or target.parent.is_symlink() or \
+            target.exists() and not target.is_dir():
+        raise Refused("its folder in autograder/submitted/ is a link or a file: not replaced")
+    target.mkdir(parents=True, exist_ok=True)
     return target
 
 
@@ -660,65 +693,253 @@ def submitted_time(folder: Path) -> datetime | None:
         return None
 
 
-def copy_learner(batch: Batch, person: Person, student: str) -> bool:
-    """Copy a learner's chosen files into submitted/ with the time they were handed in (the
-    newest file's, where the batch gives times); whether the learner was collected. A
-    submission older than the one collected before (a download made earlier) is listed, and
-    the newer one kept."""
-    files = chosen(batch, person, student)
-    times = [file.when for file in files if file.when is not None]
-    when = max(times) if times else None
+# --- downloads made at different times: what was collected before ------------------------------
+
+#: The collector's record of a learner's folder lies beside it, where no learner's file can
+#: land (theirs go inside the folder): submitted/<student>/<assignment>.collected.json.
+RECORD_SUFFIX = ".collected.json"
+MAX_RECORD_BYTES = 4 << 20
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A file the collector put in a learner's folder, as its record keeps it: the format
+    that named it and its order there (:func:`plain_order`), when it was handed in (where the
+    batch said), its label in its batch, that batch's name, and its digest."""
+
+    naming: str
+    order: list
+    when: str | None
+    label: str
+    batch: str
+    sha256: str
+
+    def usable(self) -> bool:
+        """Whether the record's entry is one the collector could have written."""
+        text = (self.naming, self.label, self.batch, self.sha256)
+        return all(isinstance(value, str) for value in text) and \
+            isinstance(self.order, list) and bool(self.order) and \
+            all(isinstance(v, (int, float, str)) and not isinstance(v, bool)
+                for v in self.order) and (self.when is None or _is_time(self.when))
+
+
+def _is_time(text: object) -> bool:
     try:
-        if problem := student_problem(student, batch.course):
-            raise Refused(problem)
-        before = submitted_time(batch.course.folder("submitted", student))
-        if when is not None and before is not None and when < before:
-            for file in files:
-                batch.refuse(file.label, f"older than {student}'s submission collected before "
-                                         f"(handed in {before:{TIME_FORMAT}}), which is kept")
-            return True
+        return isinstance(text, str) and bool(datetime.strptime(text, TIME_FORMAT))
+    except ValueError:
+        return False
+
+
+def record_path(course: CourseFolders, student: str) -> Path:
+    folder = course.folder("submitted", student)
+    return folder.with_name(folder.name + RECORD_SUFFIX)
+
+
+def plain_order(order: tuple) -> list:
+    """A file's order as the record keeps it (JSON): times as ISO text, a flag as 0 or 1."""
+    return [value.isoformat() if isinstance(value, datetime) else
+            int(value) if isinstance(value, bool) else value for value in order]
+
+
+def _digest(opener: Callable[[], IO[bytes]]) -> str | None:
+    """The SHA-256 of what ``opener`` gives to read (None: it cannot be read, or it is longer
+    than a file may be)."""
+    digest, read = hashlib.sha256(), 0
+    try:
+        with opener() as source:
+            for chunk in _chunks(source):
+                read += len(chunk)
+                if read > MAX_SUBMISSION_BYTES:
+                    return None
+                digest.update(chunk)
+    except (Refused, *READ_ERRORS):
+        return None
+    return digest.hexdigest()
+
+
+def _file_digest(path: Path) -> str | None:
+    return _digest(lambda: _open_plain(path))
+
+
+def collected_before(course: CourseFolders, student: str) -> dict[PurePosixPath, Recorded]:
+    """The files the collector put in a learner's folder from earlier batches, as its record
+    says: only those still there as recorded (their digest); none where there is no record or
+    it cannot be read. Only the collector writes it: nothing a learner wrote is read here."""
+    path = record_path(course, student)
+    try:
+        if path.is_symlink() or path.stat().st_size > MAX_RECORD_BYTES:
+            return {}
+        files = json.loads(path.read_text(encoding="utf-8"))["files"]
+        entries = {PurePosixPath(name): Recorded(**entry) for name, entry in files.items()}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return {}
+    folder = course.folder("submitted", student)
+
+    def holds(name: PurePosixPath, entry: Recorded) -> bool:
+        return (entry.usable() and bool(name.parts) and not name.is_absolute()
+                and path_problem(name.parts) is None
+                and _file_digest(folder.joinpath(*name.parts)) == entry.sha256)
+
+    return {name: entry for name, entry in entries.items() if holds(name, entry)}
+
+
+def _write_record(course: CourseFolders, student: str,
+                  files: dict[PurePosixPath, Recorded]) -> None:
+    path = record_path(course, student)
+    text = json.dumps({"files": {name.as_posix(): vars(entry) for name, entry in
+                                 sorted(files.items())}}, indent=1)
+    descriptor, part = tempfile.mkstemp(dir=path.parent, prefix=".collecting-")
+    with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+        out.write(text)
+    os.replace(part, path)
+
+
+def _age(file: File, before: Recorded) -> int | None:
+    """How a file of this batch compares with the one collected before in its place: 1 newer,
+    -1 older, 0 the same submission (by the order of the one format that named both, else by
+    the times both batches gave); None where nothing orders them."""
+    if file.naming == before.naming:
+        mine, theirs = plain_order(file.order), before.order
+    elif file.when is not None and before.when is not None:
+        mine, theirs = f"{file.when:{TIME_FORMAT}}", before.when
+    else:
+        return None
+    try:
+        return (mine > theirs) - (mine < theirs)
+    except TypeError:  # a record the collector did not write: its order orders nothing
+        return None
+
+
+def copy_learner(batch: Batch, person: Person, student: str) -> bool:
+    """Merge a learner's chosen files into their folder in submitted/; whether the learner
+    was collected. Each file is compared (:func:`_age`) with the one collected from an
+    earlier batch in its place, or, for a file that is not one of the assignment's notebooks
+    and has none there, with every file collected before. A newer one replaces it (and is
+    graded); an older one is listed and the newer kept; the very bytes graded are left as
+    they are, so the grade is reused (a file of the same order but other bytes is listed);
+    with nothing to order them by, the later batch's file replaces the earlier. Where a batch
+    brings anything newer, the folder then holds (:func:`_merge_into`) what it brings and, of
+    what earlier batches left, each notebook of the assignment it has none newer of: every
+    other file went with the older submission."""
+    files = chosen(batch, person, student)
+    try:
         target = learner_folder(batch.course, student)
     except Refused as why:
         for label in _top_labels(files) or [student]:
             batch.refuse(label, str(why))
         return False
-    budget = MAX_LEARNER_BYTES
+    before = collected_before(batch.course, student)
+    notebooks = {PurePosixPath(f"{name}.ipynb") for name in batch.course.notebooks()}
+    newer = []
     for file in files:
-        if file.path == PurePosixPath(TIMESTAMP) and when is not None:
+        if (kept := before.get(file.path)) is not None:
+            age = _age(file, kept)
+            if age != 1 and _digest(file.open) == kept.sha256:
+                continue  # the very file graded (a later copy of it is taken, for its order)
+        elif file.path not in notebooks:
+            kept = next((entry for entry in before.values() if _age(file, entry) == -1), None)
+            age = -1 if kept is not None else 1
+        else:
+            age = 1  # the first of this notebook
+        if age in (-1, 0):  # the graded one stays
+            batch.refuse(file.label, f"{'older than' if age else 'as new as, yet no copy of,'}"
+                                     f" the submission already graded ({plain.line(kept.label)},"
+                                     f" from {plain.line(kept.batch)})")
+        else:
+            newer.append(file)
+    if newer:
+        taken, held = {file.path for file in newer}, {file.path for file in files}
+        stay = {name: entry for name, entry in before.items()
+                if name not in taken and (name in held or name in notebooks)}
+        _merge_into(batch, target, student, stay, newer, before)
+    return True
+
+
+def _merge_into(batch: Batch, target: Path, student: str, stay: dict[PurePosixPath, Recorded],
+                newer: list[File], before: dict[PurePosixPath, Recorded]) -> None:
+    """Copy ``newer`` into the learner's folder over what was there, within the limits (the
+    files that ``stay`` counted); remove every other file; write its timestamp.txt (the
+    latest time any file it holds was handed in, where the batches said) and the record."""
+    files = dict(stay)
+    budget = MAX_LEARNER_BYTES - sum(target.joinpath(*name.parts).stat().st_size
+                                     for name in stay)
+    room = MAX_LEARNER_FILES - len(stay)
+    times = [f"{file.when:{TIME_FORMAT}}" for file in newer if file.when is not None]
+    times += [entry.when for entry in stay.values() if entry.when]
+    for file in newer:
+        if file.path.parts[0] == TIMESTAMP and times:
             batch.refuse(file.label, f"{TIMESTAMP} is where the grader records when the "
                                      "submission was handed in")
             continue
         try:
+            if room <= 0:
+                raise Refused(f"beyond the {MAX_LEARNER_FILES} files a learner hands in, "
+                              "with those kept from earlier batches")
             budget -= copy_file(file, target, budget)
         except Refused as why:
             batch.refuse(file.label, str(why))
-    if when is not None:
-        (target / TIMESTAMP).write_text(f"{when:{TIME_FORMAT}}\n")
-    return True
+            if file.path in before:  # the file collected before is still there
+                files[file.path] = before[file.path]
+            continue
+        room -= 1
+        files[file.path] = Recorded(
+            file.naming, plain_order(file.order),
+            None if file.when is None else f"{file.when:{TIME_FORMAT}}", file.label,
+            batch.name, _file_digest(target.joinpath(*file.path.parts)) or "")
+    stamp = PurePosixPath(TIMESTAMP)
+    try:
+        if times:
+            files.pop(stamp, None)
+        _prune(target, set(files))
+        if times:
+            (target / TIMESTAMP).write_text(f"{max(times)}\n")
+        _write_record(batch.course, student, files)
+    except OSError as error:
+        batch.refuse(student, f"its {TIMESTAMP} or the collector's record beside its folder "
+                              f"could not be written ({plain.line(error, 120)})")
+
+
+def _prune(target: Path, keep: set[PurePosixPath]) -> None:
+    """Remove from a learner's folder every file not in ``keep`` (a link is removed, never
+    followed), then the folders left empty."""
+    for directory, folders, names in os.walk(target, topdown=False):
+        here = Path(directory)
+        for name in [*names, *folders]:
+            path = here / name
+            if path.is_symlink() or not path.is_dir():
+                if PurePosixPath(path.relative_to(target).as_posix()) not in keep:
+                    path.unlink()
+            elif not any(path.iterdir()):
+                path.rmdir()
 
 
 def copy_file(file: File, target: Path, budget: int) -> int:
-    """Copy one file, reading no more than the limits allow; the bytes written."""
+    """Copy one file, reading no more than the limits allow, in place of the file of its name
+    collected before (which stays where this one cannot be copied); the bytes written."""
     limit = min(MAX_SUBMISSION_BYTES, budget)
     if file.size > limit:
         raise Refused(_too_large(limit))
     destination = target.joinpath(*file.path.parts)
+    same_name = "a file and a folder of the same name: the later was not collected"
     try:
         destination.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
-                             0o644)
+        descriptor, part = tempfile.mkstemp(dir=destination.parent, prefix=".collecting-")
     except OSError:
-        raise Refused("a file and a folder of the same name: the later was not collected") \
-            from None
+        raise Refused(same_name) from None
     try:
         with os.fdopen(descriptor, "wb") as out, file.open() as source:
-            return _copy_bounded(source, out, limit)
+            written = _copy_bounded(source, out, limit)
+        os.chmod(part, 0o644)
+        os.replace(part, destination)  # a link there is replaced, never followed
+        return written
     except Refused:
-        destination.unlink(missing_ok=True)
+        os.unlink(part)
         raise
-    except (OSError, EOFError, RuntimeError, NotImplementedError, ValueError, zlib.error,
-            zipfile.BadZipFile) as error:
-        destination.unlink(missing_ok=True)
+    except IsADirectoryError:
+        os.unlink(part)
+        raise Refused(same_name) from None
+    except READ_ERRORS as error:
+        os.unlink(part)
         raise Refused(f"could not be read ({type(error).__name__}: "
                       f"{plain.line(error, 120)})") from None
 
@@ -771,7 +992,8 @@ def collect(course: CourseFolders, submissions: Path, *, lms: str | None = None,
     if lms is not None and lms not in LMSES:
         raise SystemExit(f"grade: LMS={lms!r} is none of {', '.join(LMSES)}")
     if submissions.is_file() and submissions.suffix.lower() == ".zip":
-        return collect_zip(Batch(course, lms, roster=roster), submissions)
+        return collect_zip(Batch(course, lms, roster=roster, name=submissions.name),
+                           submissions)
     if not submissions.is_dir():
         raise SystemExit(f"grade: {submissions} is neither a folder of learners' folders nor a "
                          ".zip file")
@@ -782,7 +1004,7 @@ def collect(course: CourseFolders, submissions: Path, *, lms: str | None = None,
             submissions.resolve().is_relative_to(submitted):
         raise SystemExit(f"grade: {submissions} holds, or lies in, the grader's own "
                          f"{submitted}: give the folder of learners' folders")
-    batch = Batch(course, lms, roster=roster)
+    batch = Batch(course, lms, roster=roster, name=submissions.name)
     collect_folder(batch, submissions)
     copy_all(batch)
     return batch.collected

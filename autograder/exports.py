@@ -2,7 +2,8 @@
 gradebook is the one source of truth (manual scores and comments from formgrader included), so
 nothing here remembers a batch.
 
-- ``autograder/grades.csv``: one row per learner and assignment, every learner of every batch;
+- ``autograder/grades.csv``: one row per learner and assignment, every learner of every batch
+  (the score after any late penalty, and the penalty);
 - ``autograder/exports/canvas.csv``: Canvas's gradebook import (the columns of Canvas's own
   gradebook export, which its import reads back: ``Student, ID, SIS User ID, SIS Login ID,
   Section``, then one column per assignment; rows are matched by ``ID``, Canvas's user id);
@@ -40,29 +41,39 @@ class Grade:
     problem: str = ""                          # why the grader could not grade it all
     tests: dict[str, float] = field(default_factory=dict)      # cell -> score (manual or not)
     comments: dict[str, str] = field(default_factory=dict)    # answer cell -> manual comment
+    late: dict[str, float] = field(default_factory=dict)      # notebook -> late penalty (> 0)
+
+    @property
+    def late_penalty(self) -> float:
+        """What the late policy took off (``score`` is what is left: the grade)."""
+        return sum(self.late.values())
 
 
-def read_gradebook(db_url: str) -> list[Grade]:
-    """Every submission of every assignment in the gradebook, manual scores included."""
+def read_gradebook(db_url: str, course_id: str = "default_course") -> list[Grade]:
+    """Every submission of every assignment in the gradebook, manual scores and late
+    penalties included (the score is after the penalty, as nbgrader's export has it)."""
     from nbgrader.api import Gradebook
 
     grades = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # SQLAlchemy's notes on nbgrader's own session use
-        with Gradebook(db_url) as gradebook:
+        with Gradebook(db_url, course_id) as gradebook:
             for assignment in gradebook.assignments:
                 for submission in assignment.submissions:
                     cells = [g for nb in submission.notebooks for g in nb.grades]
                     comments = [c for nb in submission.notebooks for c in nb.comments]
                     manual = any(g.manual_score is not None for g in cells) or \
                         any(c.manual_comment for c in comments)
+                    late = {nb.name: float(nb.late_submission_penalty)
+                            for nb in submission.notebooks if nb.late_submission_penalty}
                     grades.append(Grade(
-                        submission.student.id, assignment.name, float(submission.score),
+                        submission.student.id, assignment.name,
+                        max(0.0, float(submission.score) - sum(late.values())),
                         float(submission.max_score), manual,
                         submission.student.lms_user_id or "",
                         tests={g.name: float(g.score) for g in cells},
                         comments={c.name: c.manual_comment for c in comments
-                                  if c.manual_comment}))
+                                  if c.manual_comment}, late=late))
     return sorted(grades, key=lambda g: (g.assignment, g.student_id))
 
 
@@ -99,9 +110,10 @@ def write_grades(work: Path, grades: list[Grade], roster: Roster | None) -> Path
         rows.append([grade.student_id, member.name if member else "",
                      member.section if member else "", grade.assignment,
                      _number(grade.score), _number(grade.max_score),
-                     "yes" if grade.manual else "", grade.problem])
+                     "yes" if grade.manual else "", _number(grade.late_penalty), grade.problem])
     return write_rows(work / "grades.csv", ["student_id", "name", "section", "assignment", "score",
-                                        "max_score", "manually_graded", "problem"], rows)
+                                        "max_score", "manually_graded", "late_penalty",
+                                        "problem"], rows)
 
 
 def _learners(grades: list[Grade], roster: Roster | None) -> list[str]:
@@ -142,11 +154,11 @@ def roster_check(grades: list[Grade], roster: Roster, assignment: str) -> list[l
     return rows
 
 
-def rebuild(work: Path, db_url: str, assignment: str,
-            roster: Roster | None = None) -> dict[str, object]:
+def rebuild(work: Path, db_url: str, assignment: str, roster: Roster | None = None,
+            course_id: str = "default_course") -> dict[str, object]:
     """Rebuild grades.csv and every export from the gradebook; what was written, and the
     roster's check of ``assignment`` (empty without a roster)."""
-    grades = read_gradebook(db_url)
+    grades = read_gradebook(db_url, course_id)
     for grade in grades:
         grade.problem = _problem(work, grade)
     check = roster_check(grades, roster, assignment) if roster else []

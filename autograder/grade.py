@@ -2,6 +2,7 @@
 
     python -m autograder.grade ASSIGNMENT SUBMISSIONS [--workers N] [--unsafe] [--force]
                                [--lms canvas|moodle|blackboard|brightspace] [--roster CSV]
+                               [--db URL] [--deadline 2026-12-01T23:59:00+00:00]
 
 SUBMISSIONS is a folder with one sub-folder per learner (``<student_id>/<notebook>.ipynb``)
 or an LMS download (a zip or its folder), read by autograder/collect.py: learners are named by
@@ -24,6 +25,13 @@ maps the LMS's names to student ids and lists who handed in nothing.
 The hidden tests' inputs are drawn with the course secret (autograder/secret.py), made on first
 use in autograder/course-secret; ``--no-secret`` draws them from the published seeds instead,
 as a learner's own notebook does.
+
+The gradebook is the one plain nbgrader uses (CONVCOURSE_DB_URL, autograder/settings.py; any
+SQLAlchemy URL), or ``--db``. nbgrader's exchange works on it: submissions collected with
+``nbgrader collect`` are graded with SUBMISSIONS=autograder/submitted, each with the time it
+was handed in as far as it can be trusted (autograder/exchange.py), and their feedback is
+ready for ``nbgrader release_feedback``. ``--deadline`` sets the assignment's due date; a
+later submission gets the late penalty of the course's LateSubmissionPlugin.
 """
 
 from __future__ import annotations
@@ -42,13 +50,14 @@ import tempfile
 import time
 import warnings
 from dataclasses import asdict
+from datetime import datetime, timezone
 from pathlib import Path
 
 import nbformat
 
-from autograder import exports, grader_files, plain, report, secret
+from autograder import exchange, exports, grader_files, plain, report, secret, settings
 from autograder.cgroup import cgroup_note, cgroup_problem
-from autograder.collect import LMSES, Person, collect, submitted_time
+from autograder.collect import LMSES, Person, collect
 from autograder.roster import Roster
 from autograder.sandbox import Limits, bwrap_problem
 
@@ -56,27 +65,45 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 
 
 def gradebook_url(root: Path) -> str:
-    return f"sqlite:///{root / 'autograder' / 'gradebook.db'}"
+    """The course's gradebook, as plain nbgrader finds it (autograder/settings.py)."""
+    return settings.db_url(root)
 
 
 class Course:
     """Where things are, for the repository or a scratch copy of it (``--root``)."""
 
     def __init__(self, root: Path, assignment: str, *, grader: Path = REPOSITORY,
-                 key: str | None = None):
+                 key: str | None = None, db_url: str | None = None):
         self.root, self.assignment = root, assignment
         self.grader = grader  # the folder holding the grader's code (autograder/, convcourse/)
         self.key = key  # the course key the hidden inputs are drawn with (None: published seeds)
         self.source = root / "solutions" / assignment
         self.release = root / "notebooks" / assignment
         self.work = root / "autograder"
-        self.db_url = gradebook_url(root)
+        self.db_url = db_url or gradebook_url(root)
+        self.course_id = settings.course_id()
+        self._late_policy = None
 
     def notebooks(self) -> list[str]:
         return sorted(p.stem for p in self.source.glob("*.ipynb"))
 
     def folder(self, kind: str, student: str) -> Path:
         return self.work / kind / student / self.assignment
+
+    def late_policy(self):
+        """nbgrader's late-submission plugin as the course's nbgrader configuration sets it
+        (``LateSubmissionPlugin.penalty_method``, from CONVCOURSE_LATE_PENALTY, or a plugin
+        class of the course's own, ``AssignLatePenalties.plugin_class``)."""
+        if self._late_policy is None:
+            from nbgrader.preprocessors import AssignLatePenalties
+            from traitlets.config.loader import PyFileConfigLoader
+
+            config = PyFileConfigLoader("nbgrader_config.py",
+                                        str(REPOSITORY / "autograder")).load_config()
+            assigner = AssignLatePenalties(config=config)
+            assigner.init_plugin()
+            self._late_policy = assigner.plugin_inst
+        return self._late_policy
 
     def fingerprint(self) -> str:
         """What a grade depends on besides the submission: the tests, the grader (every
@@ -96,51 +123,83 @@ class Course:
 
 # --- nbgrader ----------------------------------------------------------------------------------
 
-def nbgrader(root: Path, *args: str) -> subprocess.CompletedProcess:
-    """Run an nbgrader command on the course in ``root`` with this course's configuration."""
+def nbgrader(root: Path, *args: str, db_url: str | None = None) -> subprocess.CompletedProcess:
+    """Run an nbgrader command on the course in ``root`` with this course's configuration
+    (and the gradebook ``db_url``, by default the course's)."""
     (root / "autograder").mkdir(parents=True, exist_ok=True)  # where its gradebook lives
     tool = Path(sys.executable).parent / "nbgrader"
     env = {**os.environ, "JUPYTER_CONFIG_PATH": str(REPOSITORY / "autograder"),
            "PATH": f"{tool.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     return subprocess.run([str(tool), *args, f"--CourseDirectory.root={root}",
-                           f"--CourseDirectory.db_url={gradebook_url(root)}"],
+                           f"--CourseDirectory.db_url={db_url or gradebook_url(root)}"],
                           cwd=root, env=env, capture_output=True, text=True, check=False)
 
 
 # --- the gradebook ------------------------------------------------------------------------------
 
-def ensure_gradebook(course: Course) -> None:
+def ensure_gradebook(course: Course, tries: int = 3) -> None:
     """The gradebook knows the assignment's cells as the source has them (else nbgrader's
-    generate_assignment records them, releasing into a scratch folder, not notebooks/)."""
-    from nbgrader.api import Gradebook
-
+    generate_assignment records them, releasing into a scratch folder, not notebooks/). A
+    shared gradebook may be made by another grader at the same moment, and nbgrader's making
+    of it then fails in one of them: that one looks again."""
     from autograder.notebook import grade_cells, nbgrader_meta
 
     wanted = {(path.stem, nbgrader_meta(c)["grade_id"], float(nbgrader_meta(c)["points"]))
               for path in course.source.glob("*.ipynb")
               for c in grade_cells(nbformat.read(path, as_version=4))}
     course.work.mkdir(parents=True, exist_ok=True)
-    try:
-        with Gradebook(course.db_url) as gradebook:
-            assignment = gradebook.find_assignment(course.assignment)
-            known = {(nb.name, cell.name, float(cell.max_score))
-                     for nb in assignment.notebooks for cell in nb.grade_cells}
-        if known == wanted:
+    for attempt in range(tries):
+        if _gradebook_cells(course) == wanted:
             return
-    except Exception:  # noqa: BLE001, S110  (no gradebook yet, or the assignment is not in it)
-        pass
-    with tempfile.TemporaryDirectory() as scratch:
-        result = nbgrader(course.root, "generate_assignment", course.assignment, "--force",
-                          f"--CourseDirectory.release_directory={scratch}")
-    if result.returncode != 0:
-        raise SystemExit(f"grade: nbgrader generate_assignment failed:\n{result.stderr[-3000:]}")
+        with tempfile.TemporaryDirectory() as scratch:
+            result = nbgrader(course.root, "generate_assignment", course.assignment, "--force",
+                              f"--CourseDirectory.release_directory={scratch}",
+                              db_url=course.db_url)
+        if result.returncode == 0:
+            return
+        time.sleep(1 + attempt)
+    raise SystemExit(f"grade: nbgrader generate_assignment failed:\n{result.stderr[-3000:]}")
 
 
-def record(gradebook, course: Course, graded: dict, person: Person | None = None) -> None:
+def schema_version() -> str:
+    """The version nbgrader's migrations give its gradebook schema, read in this process. To
+    make a new gradebook nbgrader asks the ``alembic`` command for it, a Python process of
+    its own that imports nbgrader again (1-2 CPU-s, more than grading a learner's notebook):
+    :func:`_gradebook_cells` hands nbgrader this function instead."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+    from nbgrader.dbutil import ALEMBIC_DIR
+
+    config = Config()
+    config.set_main_option("script_location", ALEMBIC_DIR)
+    return ScriptDirectory.from_config(config).get_current_head()
+
+
+def _gradebook_cells(course: Course) -> set[tuple[str, str, float]] | None:
+    """The assignment's grade cells as the gradebook knows them (None: not at all)."""
+    import nbgrader.api
+    from nbgrader.api import Gradebook
+
+    nbgrader.api.get_alembic_version = schema_version  # what a new gradebook records
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Gradebook(course.db_url, course.course_id) as gradebook:
+                assignment = gradebook.find_assignment(course.assignment)
+                return {(nb.name, cell.name, float(cell.max_score))
+                        for nb in assignment.notebooks for cell in nb.grade_cells}
+    except Exception:  # noqa: BLE001  (no gradebook yet, or the assignment is not in it)
+        return None
+
+
+def record(gradebook, course: Course, graded: dict, person: Person | None = None) -> bool:
     """Write one learner's automatic scores into the (open) nbgrader gradebook, with the time
-    of the submission (its timestamp.txt) and the LMS's id of the learner where the batch
-    named one. A manual score or comment (formgrader's) is never touched: nbgrader counts a
-    manual score in place of the automatic one."""
+    of the submission (its timestamp.txt, settled by :func:`autograder.exchange.settle_time`),
+    the LMS's id of the learner where the batch named one, and the late penalty; then the
+    files nbgrader's release_feedback reads beside the feedback. A manual score or comment
+    (formgrader's) is never touched: nbgrader counts a manual score in place of the automatic
+    one. Whether the late penalty changed (the feedback page then shows the old one)."""
     student, assignment = graded["student_id"], course.assignment
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # SQLAlchemy's notes on nbgrader's own session use
@@ -148,7 +207,7 @@ def record(gradebook, course: Course, graded: dict, person: Person | None = None
             if person is not None else None
         gradebook.update_or_create_student(student, **({"lms_user_id": lms_id} if lms_id
                                                        else {}))
-        when = submitted_time(course.folder("submitted", student))
+        when = exchange.read_time(course.folder("submitted", student))
         submission = gradebook.update_or_create_submission(
             assignment, student, **({"timestamp": when} if when else {}))
         for notebook in submission.notebooks:
@@ -158,6 +217,29 @@ def record(gradebook, course: Course, graded: dict, person: Person | None = None
                 grade.auto_score = tests.get(grade.name, {}).get("score", 0.0)
                 grade.needs_manual_grade = False
         gradebook.db.commit()
+        changed = late_penalties(course, submission)
+        gradebook.db.commit()
+    exchange.hand_back(course.folder("submitted", student), course.folder("feedback", student))
+    return changed
+
+
+def late_penalties(course: Course, submission) -> bool:
+    """Each notebook's late penalty, as nbgrader's autograde assigns it: none where the
+    submission was on time (its time against the assignment's due date and the learner's
+    extension), else what the course's LateSubmissionPlugin says, between 0 and the notebook's
+    score. Whether any changed."""
+    late = submission.total_seconds_late
+    changed = False
+    for notebook in submission.notebooks:
+        penalty = None
+        if late > 0:
+            penalty = course.late_policy().late_submission_penalty(
+                submission.student.id, notebook.score, late)
+            if penalty is not None:
+                penalty = min(max(float(penalty), 0.0), float(notebook.score))
+        changed |= (notebook.late_submission_penalty or 0) != (penalty or 0)
+        notebook.late_submission_penalty = penalty
+    return changed
 
 
 def write_not_graded(course: Course, batch: str, refused: dict[str, str],
@@ -327,12 +409,15 @@ def _ready() -> None:
 
 
 def grade_batch(course: Course, students: list[str], *, workers: int, limits: Limits,
-                isolated: bool, force: bool, people: dict[str, Person] | None = None
-                ) -> tuple[list[dict], dict[str, str], bool]:
-    """Grade (or reuse) every learner's submission; record each in the gradebook as it comes.
-    Returns the results, the failures and whether the batch ran to the end. A submission the
-    grader itself failed on (not the learner's code) gets no grade: it is listed in the
-    failures, and the next run tries it again. A reused result is marked ``reused``."""
+                isolated: bool, force: bool, people: dict[str, Person] | None = None,
+                deadline: datetime | None = None
+                ) -> tuple[list[dict], dict[str, str], bool, set[str]]:
+    """Grade (or reuse) every learner's submission; record each in the gradebook as it comes,
+    the assignment's due date first where ``deadline`` gives one. Returns the results, the
+    failures, whether the batch ran to the end, and the learners whose late penalty changed.
+    A submission the grader itself failed on (not the learner's code) gets no grade: it is
+    listed in the failures, and the next run tries it again. A reused result is marked
+    ``reused``."""
     from nbgrader.api import Gradebook
 
     fingerprint = course.fingerprint()
@@ -354,24 +439,30 @@ def grade_batch(course: Course, students: list[str], *, workers: int, limits: Li
     failures: dict[str, str] = {}
     complete = pool is None
     people = people or {}
-    with Gradebook(course.db_url) as gradebook:
+    changed: set[str] = set()
+    with Gradebook(course.db_url, course.course_id) as gradebook:
+        if deadline is not None:
+            gradebook.update_or_create_assignment(course.assignment, duedate=deadline)
         for graded in results:
-            record(gradebook, course, graded, people.get(graded["student_id"]))
+            if record(gradebook, course, graded, people.get(graded["student_id"])):
+                changed.add(graded["student_id"])
             progress.update(graded)
         if pool is not None:
             complete = _grade_in(pool, course, todo, keys, gradebook, results, failures,
-                                 progress, limits=limits, isolated=isolated, people=people)
+                                 progress, limits=limits, isolated=isolated, people=people,
+                                 changed=changed)
     progress.close()
     if complete and force:
         forced_done(course)
-    return results, failures, complete
+    return results, failures, complete, changed
 
 
 def _grade_in(pool, course: Course, todo: list[str], keys: dict, gradebook, results: list,
               failures: dict, progress: Progress, *, limits: Limits, isolated: bool,
-              people: dict[str, Person]) -> bool:
-    """Grade ``todo`` in the worker pool, recording each grade as it arrives; whether all
-    were graded (False after Ctrl-C)."""
+              people: dict[str, Person], changed: set[str]) -> bool:
+    """Grade ``todo`` in the worker pool, recording each grade as it arrives (and in
+    ``changed``, who the late penalty changed for); whether all were graded (False after
+    Ctrl-C)."""
     complete = False
     try:
         futures = {pool.submit(grade_student, str(course.root), course.assignment, student,
@@ -385,7 +476,8 @@ def _grade_in(pool, course: Course, todo: list[str], keys: dict, gradebook, resu
                 failures[student] = f"{type(error).__name__}: {str(error)[:500]}"
                 progress.update({"problem": "grader"})
                 continue
-            record(gradebook, course, graded, people.get(student))
+            if record(gradebook, course, graded, people.get(student)):
+                changed.add(student)
             results.append(graded)
             progress.update(graded)
         complete = True
@@ -451,6 +543,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--roster", type=Path, default=os.environ.get("ROSTER") or None,
                         help="a CSV of the class (student_id, lms_id, name, section); "
                              "default: $ROSTER")
+    parser.add_argument("--db", default=os.environ.get("DB") or None,
+                        help="the gradebook, an SQLAlchemy URL (default: $DB, else "
+                             "$CONVCOURSE_DB_URL as plain nbgrader reads it, else "
+                             "autograder/gradebook.db)")
+    parser.add_argument("--deadline", type=parse_deadline,
+                        default=os.environ.get("DEADLINE") or None,
+                        help="the assignment's due date, ISO 8601 with its UTC offset, e.g. "
+                             "2026-12-01T23:59:00+00:00 (default: $DEADLINE, else the one the "
+                             "gradebook has); later submissions get the course's late penalty")
     parser.add_argument("--no-secret", action="store_true",
                         help="draw the hidden tests' inputs from the published seeds, not with "
                              "the course secret (autograder/course-secret)")
@@ -463,10 +564,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--submission-timeout", type=float, default=defaults.submission_seconds)
     args = parser.parse_args(argv)
 
-    course = Course(args.root.resolve(), args.assignment)
+    course = Course(args.root.resolve(), args.assignment, db_url=args.db)
     if not course.source.is_dir() or not course.notebooks():
         print(f"grade: no assignment {args.assignment!r}: {course.source} has no notebooks",
               file=sys.stderr)
+        return 2
+    course.work.mkdir(parents=True, exist_ok=True)
+    if (wrong := gradebook_problem(course.db_url) or late_policy_problem(course)) is not None:
+        print(f"grade: {wrong}", file=sys.stderr)
         return 2
     problem = bwrap_problem()
     if problem and not args.unsafe:
@@ -495,39 +600,116 @@ def main(argv: list[str] | None = None) -> int:
                           f"<student_id>/<notebook>.ipynb folders, or an LMS zip){reasons}"),
               file=sys.stderr)
         return 2
-    results, failures, complete = grade_batch(
+    for student in list(students):  # each submission's time, from what can be trusted
+        try:
+            exchange.settle_time(course.folder("submitted", student), student,
+                                 course.assignment)
+        except OSError as error:
+            students.remove(student)
+            refused[student] = (f"its {exchange.TIMESTAMP} could not be written "
+                                f"({plain.line(error, 120)}): run again to retry")
+    results, failures, complete, changed = grade_batch(
         course, students, workers=max(1, args.workers), limits=limits,
-        isolated=not args.unsafe, force=args.force, people=collected.people)
+        isolated=not args.unsafe, force=args.force, people=collected.people,
+        deadline=args.deadline)
     not_graded = write_not_graded(course, submissions.name, refused, failures)
-    paths, extra = rebuild_outputs(course, roster)
+    paths, extra = rebuild_outputs(course, roster, changed)
     print(summary(results, refused, failures, time.monotonic() - started, extra))
     if not args.unsafe and (note := cgroup_note()) is not None:
         print(note)
+    print(f"Gradebook: {shown_url(course.db_url)}")
     print(f"Scores: {paths[0]} (every learner, from the gradebook); LMS imports: "
           f"{paths[1].parent}/; class report: {paths[-2]}; not graded: {not_graded}; "
           f"feedback: {course.work / 'feedback'}/<student>/{course.assignment}/")
     return 130 if not complete else 1 if failures else 0
 
 
-def rebuild_outputs(course: Course, roster: Roster | None) -> tuple[list[Path], list[str]]:
+def rebuild_outputs(course: Course, roster: Roster | None,
+                    changed: set[str] = frozenset()) -> tuple[list[Path], list[str]]:
     """After a batch (finished or not): grades.csv, the LMS imports and the class report,
-    rebuilt from the gradebook, and the feedback of learners graded by hand rendered again
-    with their manual scores and comments. The paths written, and the lines to print."""
+    rebuilt from the gradebook, and the feedback of learners graded by hand, submitted late
+    or whose late penalty ``changed`` rendered again from it (manual scores and comments,
+    the penalty). The paths written, and the lines to print."""
     from autograder.feedback import regenerate
 
-    rebuilt = exports.rebuild(course.work, course.db_url, course.assignment, roster)
+    rebuilt = exports.rebuild(course.work, course.db_url, course.assignment, roster,
+                              course.course_id)
     grades = [g for g in rebuilt["grades"] if g.assignment == course.assignment]
     for grade in grades:
-        if grade.manual:
+        if grade.manual or grade.late or grade.student_id in changed:
             regenerate(course.folder("autograded", grade.student_id),
                        course.folder("feedback", grade.student_id), grade.tests,
-                       grade.comments, student=grade.student_id, assignment=course.assignment)
+                       grade.comments, student=grade.student_id, assignment=course.assignment,
+                       late=grade.late)
     class_report, report_paths = report.write(
         course.work, course.source, course.assignment, {g.student_id: g.score for g in grades},
         max((g.max_score for g in grades), default=0))
     lines = [f"  roster: {student}: {what}" for student, what in rebuilt["roster"]]
+    lines += [f"  late: {g.student_id}: {g.late_penalty:g} points off (late penalty)"
+              for g in grades if g.late]
     lines += ["  Class report:", *report.table(class_report)]
     return [*rebuilt["paths"], *report_paths], lines
+
+
+# --- the course's settings ------------------------------------------------------------------------
+
+def parse_deadline(text: str) -> datetime:
+    """``--deadline``/DEADLINE: an ISO 8601 time with its UTC offset, as nbgrader keeps due
+    dates (naive, in UTC)."""
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a time: write it as ISO 8601 with its UTC offset, e.g. "
+            "2026-12-01T23:59:00+00:00") from None
+    if when.tzinfo is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} has no UTC offset, so it could be any of 24 hours: add yours, e.g. "
+            f"{text.strip()}+00:00 (UTC) or {text.strip()}+01:00")
+    return when.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def shown_url(url: str) -> str:
+    """A gradebook's URL as it may be printed: without its password."""
+    import sqlalchemy
+
+    return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+
+
+def gradebook_problem(url: str) -> str | None:
+    """Why the gradebook at ``url`` cannot be opened (None: it can), in a sentence that says
+    what to change; the URL shown without its password."""
+    import sqlalchemy
+
+    try:
+        shown = shown_url(url)
+    except Exception:  # noqa: BLE001  (whatever SQLAlchemy cannot read as a URL)
+        return ("the gradebook's URL (DB= or CONVCOURSE_DB_URL) is not an SQLAlchemy URL: "
+                "write it as e.g. postgresql+psycopg://user@host/dbname or "
+                "sqlite:////path/to/gradebook.db")
+    try:
+        engine = sqlalchemy.create_engine(url)
+        with engine.connect():
+            pass
+        engine.dispose()
+    except ModuleNotFoundError as error:
+        return (f"the gradebook {shown} needs the database driver {error.name!r}, which is "
+                "not installed (for PostgreSQL: pip install 'psycopg[binary]')")
+    except Exception as error:  # noqa: BLE001  (the driver's own words say what is wrong)
+        return (f"cannot open the gradebook {shown}: {plain.line(error, 300)} (check DB= or "
+                "CONVCOURSE_DB_URL)")
+    return None
+
+
+def late_policy_problem(course: Course) -> str | None:
+    """Why the course's late penalty cannot be used (None: it can)."""
+    try:
+        course.late_policy()
+    except Exception as error:  # noqa: BLE001  (nbgrader's trait error names what is wrong)
+        return (f"the late penalty cannot be used: {plain.line(error, 300)} (set "
+                f"{settings.LATE_PENALTY} to none or zero, the methods of nbgrader's "
+                "LateSubmissionPlugin)")
+    return None
 
 
 if __name__ == "__main__":

@@ -20,10 +20,14 @@ Gradescope unpacks it into ``/autograder/source`` and, for each submission, runs
 That finds the submitted notebook in ``$AUTOGRADER_ROOT/submission/`` (default ``/autograder``),
 grades it as ``make grade`` does (:func:`autograder.score.grade_submission`: the learner's cells in
 the bubblewrap sandbox, the instructor's tests here) and writes
-``$AUTOGRADER_ROOT/results/results.json`` in Gradescope's format: the score, a summary, and one
-entry per graded test cell, shown only after grades are published when the cell holds hidden
-tests. Where bubblewrap cannot run, it refuses (score 0, and a result that says why) unless the
-zip was built with ``--unsafe``; it then grades without the sandbox and says so.
+``$AUTOGRADER_ROOT/results/results.json`` in Gradescope's format: the score, a summary, and the
+entries of each graded test cell (:func:`test_entries`). A cell with hidden tests has two:
+its visible checks, the ones in the learner's own notebook, shown at once and worth no points
+of their own; and the cell's points, earned as ``make grade`` earns them (every check passes,
+the hidden ones included), shown once grades are published. So a learner sees on submission
+which of their notebook's checks pass, and nothing of the hidden tests; and the total is
+``make grade``'s. Where bubblewrap cannot run, it refuses (score 0, and a result that says why)
+unless the zip was built with ``--unsafe``; it then grades without the sandbox and says so.
 """
 
 from __future__ import annotations
@@ -123,28 +127,51 @@ def _summary(cell) -> str:
     return " ".join(docstring.split())[:200]
 
 
-def test_entries(result, source, release) -> list[dict]:
-    """Gradescope's entries for one notebook's test cells: names from the released notebook
-    (the learner has seen them), visibility from the source (where the hidden tests are)."""
-    from autograder.notebook import hidden_test_lines, nbgrader_meta
+def _entry(name: str, score: float, max_score: float, failure: str | None, passed: str,
+           visibility: str) -> dict:
+    """One entry of Gradescope's ``tests``: ``failure`` (learner text, shown as typed, never
+    as Markdown) where it failed, else ``passed``."""
+    return {"name": name, "score": score, "max_score": max_score,
+            "status": "passed" if failure is None else "failed",
+            "output": passed if failure is None else plain.block(failure),
+            "output_format": "text", "visibility": visibility}
 
-    hidden = {nbgrader_meta(c).get("grade_id") for c in source.cells if hidden_test_lines(c)}
+
+def test_entries(result, source, release) -> list[dict]:
+    """Gradescope's entries for one notebook's test cells, named as the released notebook
+    names them (the learner has seen it). A cell without hidden tests: one entry, shown at
+    once. A cell with hidden tests that run apart from its visible checks
+    (:func:`autograder.score.split_test_cell`): its visible checks at once, as feedback worth
+    0 points, decided by those checks alone (``visible_passed``); then its points, earned only
+    when every check passes (as ``make grade`` gives them), after grades are published. The
+    visible entry never says anything of the hidden checks. A cell whose hidden tests cannot
+    run apart: one entry, after grades are published."""
+    from autograder.notebook import grade_cells, hidden_test_lines, nbgrader_meta
+    from autograder.score import split_test_cell
+
+    hidden = {nbgrader_meta(c)["grade_id"]: (split_test_cell(c.source) is not None)
+              for c in grade_cells(source) if hidden_test_lines(c)}
     summaries = {nbgrader_meta(c).get("grade_id"): _summary(c) for c in release.cells
                  if c.cell_type == "code"}
     entries = []
     for test in result.tests:
         summary = summaries.get(test.grade_id)
-        passed = test.message is None
-        entries.append({
-            "name": f"{test.grade_id}: {summary}" if summary else test.grade_id,
-            "score": test.score,
-            "max_score": test.points,
-            "status": "passed" if passed else "failed",
-            "output": ("Passed" + (", hidden tests included." if test.grade_id in hidden
-                                   else ".")) if passed else plain.block(test.message),
-            "output_format": "text",  # learner text is shown as typed, never as Markdown
-            "visibility": "after_published" if test.grade_id in hidden else "visible",
-        })
+        name = f"{test.grade_id}: {summary}" if summary else test.grade_id
+        if test.grade_id not in hidden:
+            entries.append(_entry(name, test.score, test.points, test.message, "Passed.",
+                                  "visible"))
+            continue
+        if hidden[test.grade_id]:
+            entries.append(_entry(
+                f"{name} [the checks in your notebook, no points of their own]", 0.0, 0.0,
+                None if test.visible_passed else test.message,
+                "Passed: the checks this cell shows in your notebook pass.", "visible"))
+        failure = test.message
+        if failure is not None and test.visible_passed is False:
+            failure = f"The hidden checks did not run: the visible checks failed ({failure})"
+        entries.append(_entry(f"{name} [all checks, hidden ones included]", test.score,
+                              test.points, failure, "Passed, hidden checks included.",
+                              "after_published"))
     return entries
 
 
@@ -187,7 +214,9 @@ def grade(assignment: str, root: Path, autograder_root: Path, *,
         tests += test_entries(result, notebook.source, notebook.release)
         score += result.score
     if any(entry["visibility"] == "after_published" for entry in tests):
-        summary.append("Tests that also run hidden cases are shown once grades are published.")
+        summary.append("Each test's checks in your notebook are shown now (no points of their "
+                       "own); its points, earned when every check passes, hidden ones "
+                       "included, are shown once grades are published.")
     return {"score": score, "output": "\n".join(summary), "output_format": "text", "tests": tests,
             "execution_time": round(time.monotonic() - started, 1)}
 

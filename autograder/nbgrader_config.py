@@ -9,16 +9,32 @@ environment's etc/jupyter/nbgrader_config.py, and the Makefile also sets
 JUPYTER_CONFIG_PATH=autograder. So `nbgrader autograde 02-numpy` works from the repository root.
 Note: plain `nbgrader autograde` runs learners' code unsandboxed, in the kernel that also runs
 the tests; `make grade` (autograder/grade.py) is the trusted, sandboxed way to grade.
+
+What changes between installations (the gradebook's URL, the exchange folder, the course id,
+the late penalty) is not written here: autograder/settings.py reads it from CONVCOURSE_*
+environment variables, and make grade reads the same, so both use one gradebook.
 """
 
+import importlib.util
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
 
+# autograder/settings.py by its path: nbgrader loads this file from anywhere, with no
+# repository on sys.path.
+_spec = importlib.util.spec_from_file_location("convcourse_settings", HERE / "settings.py")
+settings = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(settings)
+
 c = get_config()  # noqa: F821  (provided by nbgrader when it loads this file)
 
-c.CourseDirectory.course_id = "conv2d-course"
+c.CourseDirectory.course_id = settings.course_id()
+# Set only where the variable is (else nbgrader's own default, or a hub's /etc/jupyter config).
+if exchange := settings.exchange_root():
+    c.Exchange.root = exchange
+if penalty := settings.penalty_method():
+    c.LateSubmissionPlugin.penalty_method = penalty
 c.CourseDirectory.root = str(ROOT)
 c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "notebooks"
@@ -27,11 +43,14 @@ c.CourseDirectory.autograded_directory = "autograder/autograded"
 c.CourseDirectory.feedback_directory = "autograder/feedback"
 c.CourseDirectory.solution_directory = "autograder/solution"
 c.CourseDirectory.source_with_tests_directory = "autograder/source_with_tests"
-c.CourseDirectory.db_url = f"sqlite:///{HERE / 'gradebook.db'}"
+c.CourseDirectory.db_url = settings.db_url(ROOT)
 
 # What a learner finds in place of each solution region.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.Execute.timeout = 600
+# Cells that only demonstrate or time things (a training run, benchmarks) run in no grading:
+# plain nbgrader (autograde, validate) skips them as the sandboxed grader does.
+c.Execute.skip_cells_with_tag = "skip-when-grading"
 
 # LMS zips: `make grade SUBMISSIONS=class.zip` does NOT use nbgrader's zip_collect. It reads the
 # zip itself (autograder/collect.py, whose NAMINGS table holds the naming rules): whose a file is
@@ -48,3 +67,11 @@ c.FileNameCollectorPlugin.named_regexp = (
     r"^(?:.*/)?(?P<student_id>[A-Za-z0-9][A-Za-z0-9.@+-]*)(?:/|_(?:[^/]*_)?)"
     r"(?P<file_id>[^/_]+\.ipynb)$"
 )
+
+# Formgrader's per-row "Autograde" button would empty the learner's autograded folder and run
+# their notebook unsandboxed, in the grader's own kernel: switched off for the Autograde that
+# formgrader's API makes (and no other: `nbgrader autograde` is untouched). It answers with the
+# command that grades in the sandbox, `make grade`; autograder/formgrader.py says how.
+import runpy  # noqa: E402  (this block is the hook's alone)
+
+c.NbGraderAPI.Autograde.exporter_class = runpy.run_path(str(HERE / "formgrader.py"))["SandboxOnly"]

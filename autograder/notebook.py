@@ -3,10 +3,12 @@ the learner's (finding the submitted file, reading it, and the program the sandb
 
 What the sandbox runs (:func:`learner_program`): every code cell of the submission in its
 order, except the graded test cells and the instructor's cells tagged ``skip-when-grading``
-(demonstrations and timings that define nothing a learner's code uses), with locked cells put
-back as the instructor wrote them (as nbgrader does), and the source's ``test-setup`` cells put
-back first where the learner deleted them (unless they are also tagged ``skip-when-grading``:
-the tests' own imports, which run beside the grader only).
+(demonstrations, timings and a training run that define nothing a test uses: no grader runs
+them, plain nbgrader neither, as autograder/nbgrader_config.py tells its executor) or
+``not-in-sandbox`` (the tests' own imports, which run beside the tests only: plain nbgrader,
+which runs tests and answers in one kernel, runs them too), with locked cells put back as the
+instructor wrote them (as nbgrader does), and the source's ``test-setup`` cells put back first
+where the learner deleted them (unless tagged to stay out).
 
 What the sandbox lacks (:func:`sandbox_lacks`): SciPy always; PyTorch too where the
 instructor's notebook says so in its metadata, ``"convcourse": {"sandbox_lacks": ["torch"]}``
@@ -22,8 +24,10 @@ import nbformat
 
 #: Cells of the source notebook that the grader runs before the tests (imports, helpers).
 SETUP_TAG = "test-setup"
-#: Locked cells the sandbox leaves out: they only demonstrate or time things.
+#: Locked cells no grader runs: they only demonstrate or time things.
 SKIP_TAG = "skip-when-grading"
+#: Locked cells that run beside the tests, never in the sandbox (the tests' own imports).
+OUTSIDE_TAG = "not-in-sandbox"
 MAX_NOTEBOOK_BYTES = 20 << 20
 HIDDEN_TESTS = ("### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")
 
@@ -128,7 +132,8 @@ def learner_program(submission, source) -> list[dict]:
     """The cells the sandbox runs, in the submission's order (see the module's docstring)."""
     left_out = {nbgrader_meta(c)["grade_id"] for c in grade_cells(source)}
     left_out |= {nbgrader_meta(c).get("grade_id") for c in source.cells
-                 if SKIP_TAG in c.metadata.get("tags", []) and nbgrader_meta(c).get("locked")}
+                 if {SKIP_TAG, OUTSIDE_TAG} & set(c.metadata.get("tags", []))
+                 and nbgrader_meta(c).get("locked")}
     locked = {nbgrader_meta(c)["grade_id"]: c.source for c in source.cells
               if c.cell_type == "code" and nbgrader_meta(c).get("locked")
               and not nbgrader_meta(c).get("grade") and not nbgrader_meta(c).get("solution")}

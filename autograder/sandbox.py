@@ -29,7 +29,6 @@ from pathlib import Path
 
 from autograder import CONVCOURSE_PARTS, SANDBOXED
 from autograder.cgroup import Cgroup, CgroupUnavailable, sandbox_cgroup, tree_cpu_seconds
-from autograder.sandboxed import wire
 from autograder.secret import without_key
 from autograder.uids import fresh_uid
 
@@ -258,7 +257,12 @@ class Sandbox:
 
     # --- frames with deadlines --------------------------------------------------------------
 
+    # (wire imports PyTorch, which `make grade`'s own process, only handing out the work,
+    # never needs: the workers that talk to sandboxes import it here)
+
     def send(self, header: dict, arrays=(), *, deadline: float) -> None:
+        from autograder.sandboxed import wire
+
         view = memoryview(wire.pack(header, list(arrays)))
         while view:
             self._wait(self.requests, deadline, write=True)
@@ -268,6 +272,8 @@ class Sandbox:
                 raise self._died() from None
 
     def receive(self, *, deadline: float) -> tuple[dict, dict]:
+        from autograder.sandboxed import wire
+
         return wire.receive(lambda size: self._read(size, deadline), wire.REPLY)
 
     def ask(self, header: dict, arrays=(), *, timeout: float) -> tuple[dict, dict]:

@@ -3,10 +3,12 @@ the instructor's tests run here, against the learner's functions through stand-i
 (autograder/remote.py).
 
 What the grader runs: the source notebook's cells tagged ``test-setup`` (imports and helpers
-the tests need), then each graded test cell, hidden tests included. A test cell scores its
-points when it raises nothing, else 0 with the exception's message as feedback; tracebacks,
-which would show the hidden tests' source, are never kept. What the sandbox runs is said in
-autograder/notebook.py.
+the tests need), then each graded test cell, hidden tests included: first its visible checks
+(the cell as learners have it, :func:`split_test_cell`), then, if they pass, its hidden ones.
+A test cell scores its points when it raises nothing, else 0 with the exception's message as
+feedback; whether its visible checks passed is kept apart (``TestResult.visible_passed``, which
+Gradescope shows before grades are published). Tracebacks, which would show the hidden tests'
+source, are never kept. What the sandbox runs is said in autograder/notebook.py.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import nbformat
 
 from autograder.feedback import feedback_notebook
 from autograder.notebook import (
+    HIDDEN_TESTS,
     SETUP_TAG,
     answer_names,
     cell_name,
@@ -50,6 +53,9 @@ class TestResult:
     points: float
     score: float
     message: str | None = None  # why it failed; None when it passed
+    #: Whether the cell's visible checks passed (they run first, and alone decide this); None
+    #: where they were not run apart from its hidden ones (see split_test_cell).
+    visible_passed: bool | None = None
 
 
 @dataclass
@@ -117,6 +123,50 @@ def _missing_message(name: str, session: Session) -> str:
             "its cell deleted or never run?).")
 
 
+def split_test_cell(source: str) -> tuple[str, str] | None:
+    """A test cell's visible checks and its hidden ones, each a program of its own: the
+    visible are the cell as nbgrader releases it (every line outside its hidden regions, the
+    marker lines matched as nbgrader matches them), the hidden the lines inside. None where
+    the cell has no hidden tests, or where they cannot run apart (a region inside a block)."""
+    begin, end = (marker.lstrip("# ") for marker in HIDDEN_TESTS)
+    visible, hidden, inside = [], [], False
+    for line in source.splitlines(keepends=True):
+        if begin in line or end in line:
+            inside = begin in line
+        else:
+            (hidden if inside else visible).append(line)
+    programs = "".join(visible), "".join(hidden)
+    if not programs[1].strip():
+        return None
+    try:
+        for program in programs:
+            compile(program, "<test>", "exec")
+    except SyntaxError:
+        return None
+    return programs
+
+
+def _run_checks(code: str, namespace: dict, session: Session, api: set[str]) -> str | None:
+    """Run checks of a test cell here; why they failed (None: they passed)."""
+    message = None
+    with _quiet():
+        try:
+            exec(compile(code, "<test>", "exec"), namespace)  # noqa: S102
+        except AssertionError as failure:
+            message = str(failure) or "a check failed"
+        except NameError as failure:
+            name = getattr(failure, "name", None)
+            message = (_missing_message(name, session) if name in api
+                       else f"NameError: {failure}")
+        except (SandboxTimeout, SandboxDied) as failure:  # a sentence for the learner,
+            message = str(failure)                        # not the grader's class name
+        except Exception as failure:  # noqa: BLE001  (the learner's, or the sandbox's)
+            message = f"{type(failure).__name__}: {failure}"
+    if message is not None and len(message) > MAX_MESSAGE:
+        message = message[:MAX_MESSAGE] + " …"
+    return message
+
+
 def run_tests(source, session: Session) -> list[TestResult]:
     namespace = trusted_namespace(source)
     api = set(answer_names(source))
@@ -128,24 +178,16 @@ def run_tests(source, session: Session) -> list[TestResult]:
     for cell in grade_cells(source):
         meta = nbgrader_meta(cell)
         points = float(meta.get("points", 0))
-        message = None
-        with _quiet():
-            try:
-                exec(compile(cell.source, "<test>", "exec"), namespace)  # noqa: S102
-            except AssertionError as failure:
-                message = str(failure) or "a check failed"
-            except NameError as failure:
-                name = getattr(failure, "name", None)
-                message = (_missing_message(name, session) if name in api
-                           else f"NameError: {failure}")
-            except (SandboxTimeout, SandboxDied) as failure:  # a sentence for the learner,
-                message = str(failure)                        # not the grader's class name
-            except Exception as failure:  # noqa: BLE001  (the learner's, or the sandbox's)
-                message = f"{type(failure).__name__}: {failure}"
-        if message is not None and len(message) > MAX_MESSAGE:
-            message = message[:MAX_MESSAGE] + " …"
+        split, visible_passed = split_test_cell(cell.source), None
+        if split is None:
+            message = _run_checks(cell.source, namespace, session, api)
+        else:  # the visible checks alone decide visible_passed: nothing hidden has run yet
+            message = _run_checks(split[0], namespace, session, api)
+            visible_passed = message is None
+            if visible_passed:
+                message = _run_checks(split[1], namespace, session, api)
         results.append(TestResult(meta["grade_id"], points, 0.0 if message else points,
-                                  message))
+                                  message, visible_passed))
     return results
 
 

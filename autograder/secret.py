@@ -38,7 +38,7 @@ import secrets
 import sys
 from pathlib import Path
 
-from convcourse.grading.cases import COURSE_KEY
+from convcourse.grading import COURSE_KEY
 
 #: The secret's file, in the course's autograder/ folder.
 SECRET_FILE = "course-secret"

@@ -177,7 +177,8 @@ def test_a_member_whose_path_would_leave_its_folder_is_refused(course, tmp_path,
                                                                            "course"}
     assert everything_under(course.work) == {"submitted", "submitted/ada",
                                              f"submitted/ada/{ASSIGNMENT}",
-                                             f"submitted/ada/{ASSIGNMENT}/{FILE}"}
+                                             f"submitted/ada/{ASSIGNMENT}/{FILE}",
+                                             f"submitted/ada/{ASSIGNMENT}.collected.json"}
 
 
 def test_link_and_device_members_are_refused_and_their_learner_collected(course, tmp_path):

@@ -210,3 +210,18 @@ def test_the_summary_counts_and_names_who_had_a_problem():
     assert "  not graded: 'bad name!': not a usable id" in lines
     assert "  not graded, the grader failed (run again to retry): dee: OSError: disk" in lines
     assert summary([], {}, {}, 0) == "Graded 0 submissions in 0 s."
+
+
+def test_the_schema_version_read_in_process_is_the_one_the_alembic_command_gives():
+    """make grade makes a new gradebook without nbgrader's `alembic heads` process: the
+    version it records is the one that command prints."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from nbgrader.dbutil import _temp_alembic_ini
+
+    with _temp_alembic_ini("sqlite:////nowhere/gradebook.db") as ini:  # as nbgrader runs it
+        heads = subprocess.run([str(Path(sys.executable).parent / "alembic"), "-c", ini,
+                                "heads"], capture_output=True, text=True, check=True).stdout
+    assert heads.split()[0] == grade.schema_version()

@@ -262,7 +262,7 @@ def test_the_summary_and_grades_csv_are_the_graders_own_text(batch):
     controls = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
     assert controls.search(batch.run.stdout) is None, batch.run.stdout[-3000:]
     assert controls.search(batch.run.stderr) is None, batch.run.stderr[-3000:]
-    started = re.compile(r"Graded \d+ submissions in |Mean score |  \S|Scores: ")
+    started = re.compile(r"Graded \d+ submissions in |Mean score |  \S|Scores: |Gradebook: ")
     assert [line for line in batch.run.stdout.splitlines() if not started.match(line)] == []
     grades = (batch.root / "autograder" / "grades.csv").read_bytes().decode()
     assert controls.search(grades.replace("\r\n", "\n")) is None
@@ -324,6 +324,27 @@ def test_each_test_cell_passes_exactly_when_deserved(batch, name):
     wrong = {t["grade_id"]: t["message"] or "passed" for t in tests
              if (t["score"] == t["points"]) != expected[t["grade_id"]]}
     assert wrong == {}, f"{name}: {BY_NAME[name].what}"
+
+
+@pytest.mark.parametrize("name", [e.name for e in ENTRIES if e.visible is not None])
+def test_the_visible_checks_pass_exactly_when_deserved(batch, name):
+    """A table of answers to the tests' calls, computed beforehand and pasted into the notebook,
+    passes the visible checks it covers (so a cell with visible checks alone would score), while
+    the cells' hidden tests fail it (test_each_test_cell_passes_exactly_when_deserved)."""
+    tests = batch.result(name)["notebooks"][NOTEBOOK]["tests"]
+    expected = BY_NAME[name].expected_visible([t["grade_id"] for t in tests])
+    wrong = {t["grade_id"]: t["message"] or "passed" for t in tests
+             if t["visible_passed"] is not expected[t["grade_id"]]}
+    assert wrong == {}, f"{name}: {BY_NAME[name].what}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_learners_own_cell_raises_only_where_meant(batch, name):
+    """A scratch cell that raised in the sandbox for a reason the entry does not intend (PyTorch
+    is absent there, say) would stop the attack it holds: the entry would pass untested."""
+    notes = batch.result(name)["notebooks"][NOTEBOOK]["notes"]
+    raised = [note for note in notes if "while it was graded" in note]
+    assert bool(raised) is BY_NAME[name].cells_raise, raised or BY_NAME[name].what
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -451,7 +472,8 @@ def test_no_feedback_page_carries_a_learners_markup(batch, name):
 
 @pytest.mark.parametrize("cell", grade_cells(SOURCE), ids=lambda c: nbgrader_meta(c)["grade_id"])
 def test_every_graded_cell_has_hidden_tests(cell):
-    """A cell with visible tests only is passed by answers hard-coded for their inputs."""
+    """A cell with visible tests only is passed by answers hard-coded for their inputs (the
+    hard-coded entries pass such checks: test_the_visible_checks_pass_exactly_when_deserved)."""
     assert hidden_test_lines(cell)
 
 

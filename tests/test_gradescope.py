@@ -1,12 +1,15 @@
 """The Gradescope autograder: the zip holds the grader and one assignment, nothing else, and its
 run_autograder grades a submission the way Gradescope runs it (a scratch /autograder, the zip
 unpacked into source/, the upload in submission/), sandboxed, into a results.json of
-Gradescope's format that never shows hidden-test source."""
+Gradescope's format (https://gradescope-autograders.readthedocs.io/en/latest/specs/) that never
+shows hidden-test source: each test cell's visible checks at once, its points (make grade's)
+once grades are published."""
 
 from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -16,11 +19,17 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from course import NOTEBOOKS, ROOT, SOLUTIONS
+from course import NOTEBOOKS, ROOT, SOLUTIONS, answer_cells, assignments, without_solution_markers
+from mistakes.corpus import MISTAKES
+from mistakes.corpus import source as mistake_source
 
+from autograder import gradescope
 from autograder.gradescope import ZIP_TIME, bundle_files
 from autograder.notebook import grade_cells, hidden_test_lines, nbgrader_meta
+from autograder.score import NotebookResult, split_test_cell
+from autograder.score import TestResult as Result
 from autograder.secret import course_key
+from convcourse.grading.cases import COURSE_KEY
 
 ASSIGNMENT = "02-numpy"
 NOTEBOOK = "conv2d-numpy.ipynb"
@@ -154,21 +163,57 @@ def run_autograder(autograder: Path, upload: dict[str, bytes | Path], *,
     return done, json.loads(results_file.read_text())
 
 
+#: Gradescope's results.json, as its specification lists the fields (the page named at the top).
+TOP_LEVEL = {"score", "execution_time", "output", "output_format", "test_output_format",
+             "test_name_format", "visibility", "stdout_visibility", "extra_data", "tests",
+             "leaderboard"}
+TEST_FIELDS = {"score", "max_score", "status", "name", "name_format", "number", "output",
+               "output_format", "tags", "visibility", "extra_data"}
+VISIBILITIES = {"hidden", "after_due_date", "after_published", "visible"}
+FORMATS = {"text", "html", "simple_format", "md", "ansi"}
+
+
+def check_gradescope_format(results: dict) -> None:
+    """Only fields the specification names, each of its type and values; finite numbers."""
+    assert set(results) <= TOP_LEVEL, set(results) - TOP_LEVEL
+    number = (int, float)
+    assert isinstance(results["score"], number) and math.isfinite(results["score"])
+    assert isinstance(results.get("output", ""), str)
+    assert results.get("output_format", "text") in FORMATS
+    assert results.get("visibility", "visible") in VISIBILITIES
+    for test in results["tests"]:
+        assert set(test) <= TEST_FIELDS, set(test) - TEST_FIELDS
+        assert isinstance(test["name"], str) and test["name"]
+        assert isinstance(test["output"], str)
+        for key in ("score", "max_score"):
+            assert isinstance(test[key], number) and math.isfinite(test[key]), test
+        assert test["status"] in ("passed", "failed")
+        assert test["visibility"] in VISIBILITIES and test["output_format"] in FORMATS
+
+
 def check_results(results: dict) -> None:
-    """Gradescope's format: one entry per graded test cell, hidden ones shown after
-    publication, scores that add up, and no hidden-test source anywhere."""
+    """Gradescope's format; a test cell without hidden tests is one entry shown at once; one
+    with hidden tests is its visible checks at once (no points) then its points after
+    publication; the points add up to the notebook's, and no hidden-test source is shown."""
+    check_gradescope_format(results)
     points = graded_cells()
     hidden, hidden_lines = hidden_cells_and_lines()
     tests = results["tests"]
-    assert [t["name"].split(":")[0] for t in tests] == list(points)
+    expected = []
+    for grade_id, most in points.items():
+        expected += ([(grade_id, "visible", 0.0), (grade_id, "after_published", most)]
+                     if grade_id in hidden else [(grade_id, "visible", most)])
+    assert [(t["name"].split(":")[0], t["visibility"], t["max_score"]) for t in tests] == \
+        expected
     for test in tests:
-        grade_id = test["name"].split(":")[0]
-        assert set(test) >= {"name", "score", "max_score", "output", "visibility", "status"}
-        assert test["max_score"] == points[grade_id]
         assert 0 <= test["score"] <= test["max_score"]
-        assert test["status"] == ("passed" if test["score"] == test["max_score"] else "failed")
-        assert test["visibility"] == ("after_published" if grade_id in hidden else "visible")
+        if test["max_score"] > 0:
+            assert test["status"] == ("passed" if test["score"] == test["max_score"]
+                                      else "failed")
         assert test["output"].strip()
+    for shown, counted in zip(tests, tests[1:], strict=False):  # a cell's two entries
+        if shown["max_score"] == 0 and shown["status"] == "failed":
+            assert counted["score"] == 0  # no points where the notebook's own checks fail
     assert sum(t["max_score"] for t in tests) == sum(points.values())
     assert results["score"] == sum(t["score"] for t in tests)
     shown = json.dumps(results)
@@ -235,6 +280,115 @@ def test_the_solutions_under_another_name_and_folder_score_full_marks(autograder
     assert results["score"] == sum(graded_cells().values())
     assert "Graded work/Conv2d_NumPy (1).ipynb as conv2d-numpy.ipynb" in results["output"]
     assert "WITHOUT" not in results["output"]
+
+
+@pytest.mark.parametrize("assignment", assignments())
+def test_the_visible_checks_are_the_cells_as_learners_have_them(assignment):
+    """What the grader runs as a cell's visible checks is that cell of the released notebook
+    (nbgrader's generate_assignment output, committed), and its hidden checks the rest."""
+    for source_path in sorted((SOLUTIONS / assignment).glob("*.ipynb")):
+        source = nbformat.read(source_path, as_version=4)
+        release = nbformat.read(NOTEBOOKS / assignment / source_path.name, as_version=4)
+        released = {nbgrader_meta(c).get("grade_id"): c.source for c in release.cells}
+        for cell in grade_cells(source):
+            visible, hidden = split_test_cell(cell.source)
+            assert visible.rstrip() == released[nbgrader_meta(cell)["grade_id"]].rstrip()
+            assert [line.strip() for line in hidden.splitlines() if line.strip()] == \
+                hidden_test_lines(cell)
+
+
+def test_a_cell_whose_hidden_tests_cannot_run_apart_is_one_entry_after_publication():
+    looped = ('"""Checks in a loop."""\nfor n in range(3):\n    assert n >= 0\n'
+              '    ### BEGIN HIDDEN TESTS\n    assert n < 3\n    ### END HIDDEN TESTS\n')
+    assert split_test_cell(looped) is None
+    cell = nbformat.v4.new_code_cell(looped, metadata={"nbgrader": {
+        "grade": True, "solution": False, "grade_id": "test_loop", "points": 2}})
+    notebook = nbformat.v4.new_notebook(cells=[cell])
+    entries = gradescope.test_entries(NotebookResult("n", [Result("test_loop", 2.0, 2.0)]),
+                           notebook, notebook)
+    assert [(e["visibility"], e["max_score"], e["score"]) for e in entries] == \
+        [("after_published", 2.0, 2.0)]
+
+
+def test_the_visible_entry_is_decided_by_the_visible_checks_alone():
+    """Three outcomes of a cell with hidden tests, as the grader reports them: its visible
+    entry says only what the notebook's own checks said; the hidden checks' message and
+    outcome show in the entry with the points, after publication."""
+    source = nbformat.read(SOURCE, as_version=4)
+    release = nbformat.read(RELEASE, as_version=4)
+    cells = list(graded_cells())[:3]
+    result = NotebookResult("conv2d-numpy", [
+        Result(cells[0], 3.0, 3.0, None, True),
+        Result(cells[1], 1.0, 0.0, "HIDDEN-CHECK-SAID-THIS", True),
+        Result(cells[2], 2.0, 0.0, "VISIBLE-CHECK-SAID-THIS", False)])
+    entries = gradescope.test_entries(result, source, release)
+    shown = [e for e in entries if e["visibility"] == "visible"]
+    counted = [e for e in entries if e["visibility"] == "after_published"]
+    assert [e["status"] for e in shown] == ["passed", "passed", "failed"]
+    assert [(e["score"], e["max_score"]) for e in shown] == [(0.0, 0.0)] * 3
+    assert "HIDDEN-CHECK-SAID-THIS" not in json.dumps(shown)
+    assert shown[2]["output"] == "VISIBLE-CHECK-SAID-THIS"
+    assert [(e["status"], e["score"], e["max_score"]) for e in counted] == \
+        [("passed", 3.0, 3.0), ("failed", 0.0, 1.0), ("failed", 0.0, 2.0)]
+    assert "HIDDEN-CHECK-SAID-THIS" in counted[1]["output"]
+    assert "did not run" in counted[2]["output"]
+
+
+def partly_wrong() -> bytes:
+    """conv2d_naive solved; conv2d_numpy with one mistake of the corpus (the odd extra row of
+    'same' padding put first), which some cells' visible checks catch and some only their
+    hidden checks."""
+    notebook = nbformat.read(RELEASE, as_version=4)
+    solved = answer_cells(nbformat.read(SOURCE, as_version=4))
+    answer_cells(notebook)["conv2d_naive"].source = without_solution_markers(
+        solved["conv2d_naive"].source)
+    answer_cells(notebook)["conv2d_numpy"].source = mistake_source("same_extra_first")
+    return nbformat.writes(notebook).encode()
+
+
+def make_grade(course: Path, notebook: bytes, scratch: Path) -> dict:
+    """make grade's own grading of one learner (autograder.grade.grade_student, what its
+    workers run) on a copy of the course, the hidden inputs drawn with the course key that
+    the zip carries; its result.json."""
+    from autograder import grade
+    from autograder.sandbox import Limits
+
+    root = scratch / "make-grade"
+    for folder in (f"solutions/{ASSIGNMENT}", f"notebooks/{ASSIGNMENT}"):
+        shutil.copytree(course / folder, root / folder)
+    learner = root / "autograder" / "submitted" / "partly" / ASSIGNMENT
+    learner.mkdir(parents=True)
+    (learner / NOTEBOOK).write_bytes(notebook)
+    key = course_key((course / "autograder" / "course-secret").read_text().strip().encode())
+    with pytest.MonkeyPatch.context() as patch:  # it sets the key in this process's environment
+        patch.setenv(COURSE_KEY, "")
+        return grade.grade_student(str(root), ASSIGNMENT, "partly", "k", Limits(),
+                                   isolated=True, course_key=key)
+
+
+@pytest.mark.sandbox
+@pytest.mark.slow
+def test_a_partly_wrong_notebook_sees_its_visible_checks_and_totals_as_make_grade(
+        autograder, course, tmp_path):
+    notebook = partly_wrong()
+    done, results = run_autograder(autograder, {NOTEBOOK: notebook})
+    assert done.returncode == 0, done.stdout + done.stderr
+    check_results(results)
+    graded = make_grade(course, notebook, tmp_path)
+    made = {t["grade_id"]: t["score"] for t in graded["notebooks"]["conv2d-numpy"]["tests"]}
+    counted = {t["name"].split(":")[0]: t["score"] for t in results["tests"]
+               if t["max_score"] > 0}
+    assert counted == made and results["score"] == graded["score"] < graded["max_score"]
+    shown = {t["name"].split(":")[0]: t for t in results["tests"] if t["max_score"] == 0}
+    points = graded_cells()
+    outcomes = {"all pass": [g for g in shown if made[g] == points[g]],
+                "hidden checks fail": [g for g in shown if shown[g]["status"] == "passed"
+                                       and made[g] == 0],
+                "visible checks fail": [g for g in shown if shown[g]["status"] == "failed"]}
+    assert all(outcomes.values()), outcomes  # each kind is in this notebook
+    assert all(shown[g]["visibility"] == "visible" for g in shown)
+    said = [shown[g]["output"] for g in outcomes["visible checks fail"]]
+    assert any(MISTAKES["same_extra_first"].feedback in text for text in said), said
 
 
 @pytest.mark.sandbox

@@ -180,7 +180,7 @@ def test_a_later_download_older_than_the_submission_collected_is_listed(course, 
     students, refused = collect(course, older)
     assert students == ["asmith", "jdoe3"]
     assert files_of(course, "jdoe3")[FILE] == "newer"
-    assert "older than jdoe3's submission collected before" in refused[
+    assert "older than the submission already graded (" in refused[
         f"A_jdoe3_attempt_2026-11-01-10-00-00_{FILE}"]
     assert collecting.submitted_time(course.folder("submitted", "jdoe3")) == \
         datetime(2026, 11, 2, 10)

@@ -4,6 +4,7 @@ the one command that installs them."""
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import subprocess
@@ -14,8 +15,13 @@ import pytest
 from conftest import ROOT
 
 #: What `make test` needs of the machine, by the command (or file) that shows it is there.
+#: What `make test` needs, as the Makefile lists it (command or file: Debian package), in its
+#: order: the sandbox's, the browser's, the book's compiler, PostgreSQL's initdb (a file off the
+#: PATH, wherever this machine's version keeps it), the JupyterHub test's Node.js and npm.
+INITDB = next(iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))), "initdb")
 NEEDED = {"bwrap": "bubblewrap", "chromium": "chromium", "chromedriver": "chromium-driver",
-          "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf": "fonts-dejavu-core"}
+          "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf": "fonts-dejavu-core",
+          "g++": "g++", INITDB: "postgresql", "node": "nodejs", "npm": "npm"}
 #: The tools the Makefile's own recipe uses before it decides.
 TOOLS = ("make", "sh", "id")
 

@@ -136,7 +136,7 @@ def test_a_deleted_set_up_cell_is_put_back_first():
 
 
 def test_the_tests_own_imports_run_beside_the_grader_never_in_the_sandbox():
-    reference = cell("import torch\n", tags=("test-setup", "skip-when-grading"),
+    reference = cell("import torch\n", tags=("test-setup", "not-in-sandbox"),
                      grade_id="reference", locked=True)
     source = nbformat.v4.new_notebook(cells=[*SOURCE.cells[:1], reference, *SOURCE.cells[1:]])
     kept = cell("def f(x):\n    return x\n", grade_id="f", solution=True)

@@ -12,3 +12,9 @@
   ``probes``: the functions its numerical-gradient tests hand to the learner.
 - ``timing``: the medians that the notebooks' speed cells and ``make bench`` report.
 """
+
+#: The environment variable that holds a course's key, which draws the hidden inputs
+#: (``cases``): an HMAC of the instructor's secret (autograder/secret.py), set by the trusted
+#: grader in its own process, never the secret. Named here, where the grader can read it
+#: without importing PyTorch.
+COURSE_KEY = "CONVCOURSE_COURSE_KEY"

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from convcourse.grading import COURSE_KEY
 from convcourse.reference import PAD_MODES, Conv2dCase, Size, explicit_padding, pair
 
 
@@ -57,10 +58,6 @@ SPECS = {
 PADDED = ["stride pair", "padding pair", "dilation with padding", "'same', even kernel",
           "unbatched"]
 
-
-#: The environment variable that holds a course's key: an HMAC of the instructor's secret
-#: (autograder/secret.py), set by the trusted grader in its own process, never the secret.
-COURSE_KEY = "CONVCOURSE_COURSE_KEY"
 
 
 def course_seed(seed: int) -> int:

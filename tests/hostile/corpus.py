@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ast
 import copy
-import hashlib
 import string
 import tempfile
 import textwrap
@@ -61,6 +60,7 @@ class Kit:
     """What the builders start from."""
 
     release: nbformat.NotebookNode   # the learners' notebook
+    source: nbformat.NotebookNode    # the instructor's, hidden tests included (public too)
     correct: dict[str, str]          # a correct answer per answer cell
     targets: Targets
 
@@ -69,8 +69,8 @@ class Kit:
         source = nbformat.read(root / "solutions" / ASSIGNMENT / FILE, as_version=4)
         release = nbformat.read(root / "notebooks" / ASSIGNMENT / FILE, as_version=4)
         naive = without_solution_markers(answer_cells(source)["conv2d_naive"].source)
-        return cls(release, {"conv2d_naive": naive,
-                             "conv2d_numpy": CORRECT_NUMPY.read_text()}, targets)
+        correct = {"conv2d_naive": naive, "conv2d_numpy": CORRECT_NUMPY.read_text()}
+        return cls(release, source, correct, targets)
 
     def fill(self, code: str) -> str:
         return string.Template(code).safe_substitute(self.targets.substitutions())
@@ -86,10 +86,21 @@ class Entry:
     passes: tuple[str, ...] = NONE           # the test cells that pass (prefixes) ...
     fails: tuple[str, ...] = ()              # ... except these
     says: tuple[str, ...] = ()               # phrases the feedback must contain
+    #: Where the entry is about them: the test cells whose visible checks pass (prefixes) ...
+    visible: tuple[str, ...] | None = None
+    visible_fails: tuple[str, ...] = ()      # ... except these
+    #: Whether a learner's own cell (not an answer cell) raises while graded, as the entry means
+    #: it to; where not, none may: a cell that raised would have stopped the attack it holds.
+    cells_raise: bool = False
 
     def expected(self, grade_ids) -> dict[str, bool]:
         """Whether each graded test cell should pass."""
         return {g: g.startswith(self.passes) and g not in self.fails for g in grade_ids}
+
+    def expected_visible(self, grade_ids) -> dict[str, bool]:
+        """Whether each graded test cell's visible checks should pass."""
+        return {g: g.startswith(self.visible or NONE) and g not in self.visible_fails
+                for g in grade_ids}
 
 
 # --- answers: the source of one answer cell, given the kit and the function's name -----------
@@ -227,10 +238,6 @@ def symlink_to_solution(kit: Kit, folder: Path) -> None:
     (folder / FILE).symlink_to(kit.targets.root / "solutions" / ASSIGNMENT / FILE)
 
 
-def visible_tests(kit: Kit) -> list[str]:
-    return [cell.source for cell in kit.release.cells if is_test(cell)]
-
-
 # --- hostile code ------------------------------------------------------------------------------
 
 NOISE = '''
@@ -312,9 +319,11 @@ for folder in ("/tmp", os.path.expanduser("~"), ".", "/", "/usr", "/var/tmp"):
     _fill(folder)
 '''
 
+#: Patches the comparisons and the checks wherever the learner's process has them: NumPy's, the
+#: notebook's names, and PyTorch's and the course's modules where they can be imported (PyTorch
+#: is absent from the sandbox: a cell that imported it outright would fail before patching).
 MONKEYPATCH = '''
-import convcourse.grading.checks
-import convcourse.grading.diagnose
+import importlib
 
 def _yes(*args, **kwargs):
     return True
@@ -322,11 +331,20 @@ def _yes(*args, **kwargs):
 def _quiet(*args, **kwargs):
     return None
 
-np.allclose = np.array_equal = torch.allclose = torch.equal = _yes
-np.testing.assert_allclose = np.testing.assert_array_equal = torch.testing.assert_close = _quiet
-convcourse.grading.checks.check_conv2d = convcourse.grading.checks.check_conv2d_cases = _quiet
-convcourse.grading.diagnose.diagnose = _quiet
+np.allclose = np.array_equal = _yes
+np.testing.assert_allclose = np.testing.assert_array_equal = _quiet
 check_conv2d = check_conv2d_cases = check_refuses = check_vectorised = _quiet
+for _module, _names, _patch in (
+        ("torch", ("allclose", "equal"), _yes),
+        ("torch.testing", ("assert_close",), _quiet),
+        ("convcourse.grading.checks", ("check_conv2d", "check_conv2d_cases"), _quiet),
+        ("convcourse.grading.diagnose", ("diagnose",), _quiet)):
+    try:
+        _found = importlib.import_module(_module)
+    except ImportError:
+        continue
+    for _name in _names:
+        setattr(_found, _name, _patch)
 '''
 
 INPUT_TRANSFORMER = '''
@@ -715,121 +733,104 @@ with torch.no_grad():
 return out.numpy().astype(np.asarray(args[0]).dtype)
 '''
 
-#: A call's arguments as a string: the key of the tables below.
-FINGERPRINT = '''
+#: A call's arguments, hashed: the key of a pasted table (the same on both sides).
+KEY = '''
 import hashlib
 import sys
 
-def _fingerprint(args, kwargs):
+def _key(args, kwargs):
     parts = [(a.shape, str(a.dtype), hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest())
              if isinstance(a, np.ndarray) else repr(a) for a in args]
-    return repr((parts, sorted(kwargs.items())))
+    return "k" + hashlib.sha256(repr((parts, sorted(kwargs.items()))).encode()).hexdigest()
 '''
-#: At top level, where library calls are allowed: nn.Conv2d's answers to every call the
-#: visible tests make, their inputs rebuilt by running the visible tests' own code.
-ANSWER_TABLE = FINGERPRINT + '''
-from convcourse.reference import Conv2dCase, as_tensor, reference_conv2d
-
-_ANSWERS = {}
-
-def _remember(fn, x, weight, bias=None, **arguments):
-    """In check_conv2d's place: keep nn.Conv2d's answer to the call it would make."""
-    case = Conv2dCase(as_tensor(x), as_tensor(weight), None if bias is None else as_tensor(bias),
-                      **arguments)
-    call = case.inputs("numpy"), case.arguments(padding_mode="padding_mode" in arguments)
-    _ANSWERS[_fingerprint(*call)] = reference_conv2d(case).numpy()
-
-def _ignore(*args, **kwargs):
-    return None
-
-for _test in VISIBLE_TESTS:
-    exec(_test, {"np": np, "torch": torch, "check_conv2d": _remember, "check_refuses": _ignore,
-                 "check_vectorised": _ignore, "conv2d_naive": None, "conv2d_numpy": None})
-'''
-LOOK_UP = '''
-answer = _ANSWERS.get(_fingerprint(args, kwargs))
-if answer is not None:
-    return answer.copy()
-return np.zeros(1)
-'''
-#: The same, and on any other call: zeros while lines are counted, else a refusal.
-LOOK_UP_OR_REFUSE = '''
-answer = _ANSWERS.get(_fingerprint(args, kwargs))
-if answer is not None:
-    return answer.copy()
-if sys.gettrace() is not None:
-    return np.zeros(1)
-raise ValueError("refused")
-'''
-
-
-def answer_table(kit: Kit) -> str:
-    return f"VISIBLE_TESTS = {visible_tests(kit)!r}\n" + ANSWER_TABLE
-
-
-#: A table pasted into the notebook as text: nn.Conv2d's answer to every call that
-#: conv2d_numpy's test cells make, hidden tests included, computed beforehand from the
-#: published seeds (solutions/ is public). No convolution runs while it is graded.
-PASTED_TABLE = FINGERPRINT + '''
+#: A table pasted into the notebook as data (a base64 .npz): nn.Conv2d's answers, computed
+#: beforehand on the learner's own machine. No convolution runs while it is graded.
+PASTED_TABLE = KEY + '''
 import base64
 import io
 
 _STORED = np.load(io.BytesIO(base64.b64decode(_PASTED)), allow_pickle=False)
 _ANSWERS = {name: _STORED[name] for name in _STORED.files}
-
-def _key(args, kwargs):
-    return "k" + hashlib.sha256(_fingerprint(args, kwargs).encode()).hexdigest()
 '''
-LOOK_UP_PASTED = LOOK_UP_OR_REFUSE.replace("_ANSWERS.get(_fingerprint(args, kwargs))",
-                                           "_ANSWERS.get(_key(args, kwargs))")
+#: The table's answer to a call it holds; zeros otherwise.
+LOOK_UP = '''
+answer = _ANSWERS.get(_key(args, kwargs))
+if answer is not None:
+    return answer.copy()
+return np.zeros(1)
+'''
+#: The same, and on any other call: zeros while lines are counted, else a refusal.
+LOOK_UP_OR_REFUSE = LOOK_UP.replace("return np.zeros(1)", '''if sys.gettrace() is not None:
+    return np.zeros(1)
+raise ValueError("refused")''')
 
 
-def pasted_table(kit: Kit) -> str:
-    """The scratch cell a learner would paste: every answer conv2d_numpy's test cells expect
-    under the published seeds, recorded by running those cells (the instructor's source, as
-    published) with recorders in place of the checks, stored as a base64 .npz."""
-    import base64
-    import io
+def visible_tests(kit: Kit) -> list[str]:
+    """Every test cell as learners have it: the visible checks alone."""
+    return [cell.source for cell in kit.release.cells if is_test(cell)]
 
-    import numpy as np
 
-    from autograder.score import trusted_namespace
-    from convcourse.reference import Conv2dCase, as_tensor, reference_conv2d
+def published_tests(kit: Kit) -> list[str]:
+    """conv2d_numpy's test cells as the instructor wrote them, hidden tests included
+    (solutions/ is public, and with it the seeds of the hidden tests' inputs)."""
+    return [cell.source for cell in kit.source.cells
+            if is_test(cell) and "conv2d_numpy" in cell.source]
 
-    helpers: dict = {"np": np}
-    exec(FINGERPRINT, helpers)  # noqa: S102  (our own snippet: the key the learner computes)
-    answers: dict[str, np.ndarray] = {}
 
-    def record(case: Conv2dCase, padding_mode: bool) -> None:
-        call = case.inputs("numpy"), case.arguments(padding_mode=padding_mode)
-        key = helpers["_fingerprint"](*call).encode()
-        answers["k" + hashlib.sha256(key).hexdigest()] = reference_conv2d(case).numpy()
+def pasted_table(tests: Callable[[Kit], list[str]]) -> Callable[[Kit], str]:
+    """The scratch cell a learner would paste: nn.Conv2d's answer to every call that the
+    ``tests`` cells make, recorded on the learner's own machine (here: the trusted side, with
+    PyTorch) by running those cells with recorders in place of the checks."""
 
-    def check_conv2d(fn, x, weight, bias=None, **arguments):
-        record(Conv2dCase(as_tensor(x), as_tensor(weight),
-                          None if bias is None else as_tensor(bias), **arguments),
-               "padding_mode" in arguments)
+    def cell(kit: Kit) -> str:
+        import base64
+        import io
 
-    def check_conv2d_cases(fn, cases, *, kind, padding_mode=True, show=3):
-        for case in cases:
-            record(case, padding_mode)
+        import numpy as np
 
-    source = nbformat.read(kit.targets.repository / "solutions" / ASSIGNMENT / FILE,
-                           as_version=4)
-    namespace = trusted_namespace(source)
-    namespace.update(check_conv2d=check_conv2d, check_conv2d_cases=check_conv2d_cases,
-                     check_refuses=_ignore, check_vectorised=_ignore, conv2d_numpy=None,
-                     conv2d_naive=None)
-    for cell in source.cells:
-        if is_test(cell) and "conv2d_numpy" in cell.source:
-            exec(cell.source, namespace)  # noqa: S102  (the published tests, recording)
-    stored = io.BytesIO()
-    np.savez_compressed(stored, **answers)
-    return f"_PASTED = {base64.b64encode(stored.getvalue()).decode()!r}\n" + PASTED_TABLE
+        from autograder.score import trusted_namespace
+        from convcourse.reference import Conv2dCase, as_tensor, reference_conv2d
+
+        helpers: dict = {"np": np}
+        exec(KEY, helpers)  # noqa: S102  (our own snippet: the key the learner computes)
+        answers: dict[str, np.ndarray] = {}
+
+        def record(case: Conv2dCase, padding_mode: bool) -> None:
+            call = case.inputs("numpy"), case.arguments(padding_mode=padding_mode)
+            answers[helpers["_key"](*call)] = reference_conv2d(case).numpy()
+
+        def check_conv2d(fn, x, weight, bias=None, **arguments):
+            record(Conv2dCase(as_tensor(x), as_tensor(weight),
+                              None if bias is None else as_tensor(bias), **arguments),
+                   "padding_mode" in arguments)
+
+        def check_conv2d_cases(fn, cases, *, kind, padding_mode=True, show=3):
+            for case in cases:
+                record(case, padding_mode)
+
+        namespace = trusted_namespace(kit.source)
+        namespace.update(check_conv2d=check_conv2d, check_conv2d_cases=check_conv2d_cases,
+                         check_refuses=_ignore, check_vectorised=_ignore, conv2d_numpy=None,
+                         conv2d_naive=None)
+        for test in tests(kit):
+            exec(test, namespace)  # noqa: S102  (the course's tests, recording)
+        assert answers, "the tests made no call to record"
+        stored = io.BytesIO()
+        np.savez_compressed(stored, **answers)
+        return f"_PASTED = {base64.b64encode(stored.getvalue()).decode()!r}\n" + PASTED_TABLE
+
+    return cell
 
 
 def _ignore(*args, **kwargs) -> None:
     return None
+
+
+def visible_calling(*checks: str) -> tuple[str, ...]:
+    """The graded test cells whose visible checks (the released cell) call one of ``checks``."""
+    release = nbformat.read(REPOSITORY / "notebooks" / ASSIGNMENT / FILE, as_version=4)
+    return tuple(cell.metadata["nbgrader"]["grade_id"] for cell in release.cells
+                 if is_test(cell) and any(f"{check}(" in cell.source for check in checks))
 
 
 def drawn_cells() -> tuple[str, ...]:
@@ -1244,7 +1245,8 @@ ENTRIES = [
     Entry("endless-scratch", "Correct; a scratch cell loops forever at top level.",
           notebook(scratch=[ENDLESS]), ALL, says=("did not finish within",)),
     Entry("metadata-stripped", "Correct, with every cell's metadata removed (nbgrader's too).",
-          notebook(edit=strip_metadata), ALL),
+          notebook(edit=strip_metadata), ALL,
+          cells_raise=True),  # untagged, the notebook's PyTorch cells run in the sandbox
     Entry("markup-label", "Correct; a cell labelled with HTML markup stops the process.",
           notebook(edit=add_crashing_labelled_cell), ALL, says=("stopped the process",)),
     # honest mistakes
@@ -1275,11 +1277,13 @@ ENTRIES = [
     Entry("symlinked-solution", "The notebook is a symbolic link to the instructor's source.",
           symlink_to_solution, says=("no notebook named",)),
     # hostile notebooks, with wrong or no functions of their own
-    Entry("monkeypatched", "Patches np.allclose, np.testing, torch.allclose and the course's "
-          "checks to always succeed; wrong functions.",
+    Entry("monkeypatched", "Patches np.allclose, np.testing and the checks' names (and "
+          "torch.allclose and the course's checks, were they importable) to always succeed; "
+          "wrong functions.",
           notebook(flipped, flipped, [MONKEYPATCH])),
     Entry("input-transformer", "Installs an IPython input transformer that blanks the test "
-          "cells; wrong functions.", notebook(flipped, flipped, [INPUT_TRANSFORMER])),
+          "cells; wrong functions.", notebook(flipped, flipped, [INPUT_TRANSFORMER]),
+          cells_raise=True),  # the sandbox's get_ipython() has no input transformers
     Entry("settrace", "A trace function replaces the checks by no-ops in every frame's globals; "
           "wrong functions.", notebook(flipped, flipped, [SETTRACE])),
     Entry("atexit", "At exit and on signals, prints a full score and appends to grades.csv; "
@@ -1299,54 +1303,67 @@ ENTRIES = [
           "IPython), hands the work to F.conv2d; in Jupyter returns zeros.",
           notebook(wrapped(WHEN_GRADED, stub), wrapped(WHEN_GRADED, stub),
                    [LIBRARY, DETECT_GRADING]),
-          says=("torch is not available while your notebook is graded",)),
+          says=("torch is not available while your notebook is graded",), cells_raise=True),
     Entry("library-conv", "conv2d_numpy calls F.conv2d, conv2d_naive scipy.signal.correlate.",
           notebook(wrapped(SCIPY_CORRELATE, stub), wrapped(F_CONV2D, stub),
                    ["import scipy.signal"]),
-          says=("is not available while your notebook is graded",)),
+          says=("is not available while your notebook is graded",), cells_raise=True),
     Entry("guard-off", "Both functions call F.conv2d with PyTorch's dispatch modes switched off.",
-          notebook(wrapped(GUARD_OFF, stub), wrapped(GUARD_OFF, stub), [LIBRARY])),
+          notebook(wrapped(GUARD_OFF, stub), wrapped(GUARD_OFF, stub), [LIBRARY]),
+          says=("torch is not available while your notebook is graded",), cells_raise=True),
     Entry("conv-thread", "Both functions hand the work to F.conv2d in a thread started at import.",
-          notebook(wrapped(ASK_THREAD, stub), wrapped(ASK_THREAD, stub), [LIBRARY, CONV_THREAD])),
+          notebook(wrapped(ASK_THREAD, stub), wrapped(ASK_THREAD, stub), [LIBRARY, CONV_THREAD]),
+          says=("torch is not available while your notebook is graded",), cells_raise=True),
     Entry("mkldnn-op", "Both functions compute with oneDNN's operator "
           "torch.ops.mkldnn._convolution_pointwise.",
           notebook(wrapped("return _by_mkldnn(*args, **kwargs)", stub),
-                   wrapped("return _by_mkldnn(*args, **kwargs)", stub), [PAIR, MKLDNN])),
+                   wrapped("return _by_mkldnn(*args, **kwargs)", stub), [PAIR, MKLDNN]),
+          says=("torch is not available while your notebook is graded",), cells_raise=True),
     Entry("kernel-lookup", "Both functions call PyTorch's CPU convolution kernel, looked up "
           "at import with torch.library.get_kernel.",
           notebook(wrapped("return _by_kernel(*args, **kwargs)", stub),
                    wrapped("return _by_kernel(*args, **kwargs)", stub), [PAIR, KERNEL_LOOKUP]),
-          says=("torch is not available while your notebook is graded",)),
+          says=("torch is not available while your notebook is graded",), cells_raise=True),
     Entry("conv-process", "Both functions hand the work to F.conv2d in a child process forked "
           "at import.",
           notebook(wrapped(ASK_PROCESS, stub), wrapped(ASK_PROCESS, stub),
-                   [LIBRARY, CONV_PROCESS])),
+                   [LIBRARY, CONV_PROCESS]),
+          says=("torch is not available while your notebook is graded",), cells_raise=True),
     Entry("fused-conv", "Both functions run F.conv2d compiled at import by TorchScript with "
           "oneDNN Graph fusion.",
-          notebook(wrapped(BY_FUSED, stub), wrapped(BY_FUSED, stub), [FUSED])),
+          notebook(wrapped(BY_FUSED, stub), wrapped(BY_FUSED, stub), [FUSED]),
+          says=("torch is not available while your notebook is graded",), cells_raise=True),
     Entry("prebound-scipy", "conv2d_naive computes with scipy.signal.correlate imported by name "
           "at import; conv2d_numpy wrong.",
           notebook(wrapped("return _conv2d_by_scipy(_correlate, *args, **kwargs)", stub),
                    flipped, [SCIPY_CONV2D, "from scipy.signal import correlate as _correlate"]),
-          says=("scipy is not available while your notebook is graded",)),
+          says=("scipy is not available while your notebook is graded",), cells_raise=True),
     Entry("late-scipy", "conv2d_naive imports scipy.signal only inside the call (so the first "
           "call is not watched), then computes with its correlate; conv2d_numpy wrong.",
-          notebook(wrapped(SCIPY_LATE, stub), flipped, [SCIPY_CONV2D])),
-    Entry("hard-coded", "Answers the visible tests' calls from a table computed at import "
-          "(their inputs rebuilt from their seeds); zeros otherwise.",
-          notebook(wrapped(LOOK_UP, stub), wrapped(LOOK_UP, stub), [answer_table])),
+          notebook(wrapped(SCIPY_LATE, stub), flipped, [SCIPY_CONV2D]),
+          says=("scipy is not available while your notebook is graded",)),
+    Entry("hard-coded", "Answers the visible tests' calls from a table of nn.Conv2d's answers "
+          "computed on the learner's machine and pasted into the notebook; zeros otherwise. It "
+          "passes every visible check but the refusals and the timed one, and, as every test "
+          "cell has hidden tests, no test cell.",
+          notebook(wrapped(LOOK_UP, stub), wrapped(LOOK_UP, stub),
+                   [pasted_table(visible_tests)]),
+          visible=ALL, visible_fails=visible_calling("check_refuses", "check_vectorised")),
     Entry("hard-coded-refusing", "The same table; any other call is refused with ValueError, "
-          "or answered with zeros while lines are counted.",
+          "or answered with zeros while lines are counted: the visible refusals pass too.",
           notebook(wrapped(LOOK_UP_OR_REFUSE, stub), wrapped(LOOK_UP_OR_REFUSE, stub),
-                   [answer_table])),
+                   [pasted_table(visible_tests)]),
+          visible=ALL, visible_fails=visible_calling("check_vectorised")),
     Entry("pasted-table", "conv2d_numpy answers every call of its test cells, hidden ones "
           "included, from a table computed beforehand with the published seeds and pasted into "
           "the notebook; any other call is refused (zeros while lines are counted). make grade "
           "draws the hidden grids with the course secret, so those cells fail; and it times "
           "the vectorised cell's calls from outside, untraced, so the table's refusal of a call "
           "it has not seen fails that cell too.",
-          notebook(numpy=wrapped(LOOK_UP_PASTED, stub), scratch=[pasted_table]), ALL,
-          fails=(*drawn_cells(), "test_numpy_vectorised")),
+          notebook(numpy=wrapped(LOOK_UP_OR_REFUSE, stub),
+                   scratch=[pasted_table(published_tests)]), ALL,
+          fails=(*drawn_cells(), "test_numpy_vectorised"),
+          visible=ALL, visible_fails=visible_calling("check_vectorised")),
     Entry("trace-off", "Correct values; conv2d_numpy loops in Python with line counting "
           "switched off around the loop.", notebook(numpy=wrapped(HIDDEN_LOOP_IN_CALL)), ALL,
           fails=("test_numpy_vectorised",)),
@@ -1420,10 +1437,12 @@ ENTRIES = [
           notebook(numpy=map_loop), ALL, fails=("test_numpy_vectorised",)),
     # 6: learner text in what people and programs read
     Entry("markdown-message", "Correct; a scratch cell raises an exception whose message is a "
-          "Markdown heading, table and link.", notebook(scratch=[RAISE_MARKDOWN]), ALL),
+          "Markdown heading, table and link.", notebook(scratch=[RAISE_MARKDOWN]), ALL,
+          cells_raise=True),
     Entry("markdown-label", "Correct; a scratch cell labelled with a Markdown heading raises an "
           "exception whose class name is Markdown.",
-          notebook(scratch=[RAISE_MARKDOWN_TYPE], edit=label_last_cell(MARKDOWN_LABEL)), ALL),
+          notebook(scratch=[RAISE_MARKDOWN_TYPE], edit=label_last_cell(MARKDOWN_LABEL)), ALL,
+          cells_raise=True),
     Entry("escape-in-file-names", "Two correct notebooks, neither named conv2d-numpy.ipynb: "
           "their names are terminal escape sequences and Markdown.", misnamed,
           says=("no notebook named",)),
