@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import fnmatch
 import functools
 import os
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,6 +141,35 @@ def pytest_collection_modifyitems(config, items):
         return
     slow = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: 0 if book_file(item.path) else 1 if item.path in slow else 2)
+
+
+#: Where a folder for another user can go: the first whose every parent that user can enter.
+SHARED_TEMP = (tempfile.gettempdir(), "/tmp", "/var/tmp", "/dev/shm")
+
+
+@contextlib.contextmanager
+def public_folder(prefix: str, *copies: Path):
+    """A fresh folder that every user can enter and read, holding copies of ``copies`` (files
+    or folders of the repository, bytecode caches left out), removed afterwards: for a test
+    that runs something as another user, whom the clone itself, or pytest's own temporary
+    folders (mode 0700), may shut out. Skips where no temporary folder is open to all."""
+    base = next((Path(folder) for folder in SHARED_TEMP if Path(folder).is_dir() and all(
+        p.stat().st_mode & 0o001 for p in (Path(folder), *Path(folder).parents))), None)
+    if base is None:
+        pytest.skip(f"no temporary folder that every user can enter: {SHARED_TEMP}")
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+    try:
+        for path in copies:
+            if path.is_dir():
+                shutil.copytree(path, folder / path.name,
+                                ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy(path, folder / path.name)
+        for path in (folder, *folder.rglob("*")):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        yield folder
+    finally:
+        shutil.rmtree(folder)
 
 
 @functools.cache

@@ -18,13 +18,13 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from conftest import public_folder
 from course import NOTEBOOKS, ROOT, SOLUTIONS
 from nbgrader.api import Gradebook
 from nbgrader.utils import parse_utc
@@ -333,9 +333,8 @@ def test_a_folder_hidden_from_the_grader_counts_only_if_the_learners_own(tmp_pat
     import pwd
 
     nobody = pwd.getpwnam("nobody")
-    top = Path(tempfile.mkdtemp(dir="/tmp"))  # pytest's folder is root's alone (0700)
-    try:
-        top.chmod(0o755)
+    # the grader's code and the exchange where uid 12345 can read them (not the clone's folder)
+    with public_folder("convcourse-exchange-", ROOT / "autograder", ROOT / "convcourse") as top:
         inbound = top / COURSE_ID / "inbound"
         inbound.mkdir(parents=True)
         inbound.chmod(0o755)
@@ -351,14 +350,12 @@ def test_a_folder_hidden_from_the_grader_counts_only_if_the_learners_own(tmp_pat
         ask = (f"from autograder import exchange; print(exchange.exchange_time("
                f"'nobody', {ASSIGNMENT!r}, {'ab' * 64!r}).isoformat())")
         run = subprocess.run(["setpriv", "--reuid=12345", "--regid=12345", "--clear-groups",
-                              sys.executable, "-c", ask], cwd=ROOT, text=True,
+                              sys.executable, "-c", ask], cwd=top, text=True,
                              capture_output=True, check=False, timeout=60,
                              env={**clean_environment(), "CONVCOURSE_EXCHANGE": str(top),
                                   "CONVCOURSE_COURSE_ID": COURSE_ID})
         assert run.returncode == 0, run.stderr[-2000:]
         assert datetime.fromisoformat(run.stdout.strip()) == exchange.utc(hidden)
-    finally:
-        shutil.rmtree(top)
 
 
 def test_feedback_gets_what_release_feedback_reads(submitted, tmp_path):

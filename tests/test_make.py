@@ -8,11 +8,10 @@ import glob
 import os
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, public_folder
 
 #: What `make test` needs of the machine, by the command (or file) that shows it is there.
 #: What `make test` needs, as the Makefile lists it (command or file: Debian package), in its
@@ -26,30 +25,17 @@ NEEDED = {"bwrap": "bubblewrap", "chromium": "chromium", "chromedriver": "chromi
 TOOLS = ("make", "sh", "id")
 
 
-#: Where a folder for another user can go: the first whose every parent that user can enter.
-SHARED_TEMP = (tempfile.gettempdir(), "/tmp", "/var/tmp", "/dev/shm")
-
-
 @pytest.fixture
 def public_copy():
-    """A fresh folder that any user can enter and read, holding a copy of what `make test`
-    reads (the Makefile, and pyproject.toml that the environment's stamp depends on) in
-    ``course/``: the clone itself, or pytest's own temporary folders (mode 0700), may be
-    closed to the user the test runs make as."""
-    base = next((Path(folder) for folder in SHARED_TEMP if Path(folder).is_dir() and all(
-        p.stat().st_mode & 0o001 for p in (Path(folder), *Path(folder).parents))), None)
-    if base is None:
-        pytest.skip(f"no temporary folder that every user can enter: {SHARED_TEMP}")
-    folder = Path(tempfile.mkdtemp(prefix="convcourse-make-", dir=base))
-    try:
+    """A folder open to every user, holding what `make test` reads (the Makefile, and
+    pyproject.toml that the environment's stamp depends on) in ``course/``."""
+    with public_folder("convcourse-make-") as folder:
         (folder / "course").mkdir()
         for name in ("Makefile", "pyproject.toml"):
             shutil.copy(ROOT / name, folder / "course")
-        for path in (folder, *folder.rglob("*")):
+        for path in (folder / "course", *(folder / "course").iterdir()):
             path.chmod(0o755 if path.is_dir() else 0o644)
         yield folder
-    finally:
-        shutil.rmtree(folder)
 
 
 def bare_path(folder: Path) -> str:
