@@ -151,14 +151,39 @@ def ensure_gradebook(course: Course, tries: int = 3) -> None:
     for attempt in range(tries):
         if _gradebook_cells(course) == wanted:
             return
-        with tempfile.TemporaryDirectory() as scratch:
-            result = nbgrader(course.root, "generate_assignment", course.assignment, "--force",
-                              f"--CourseDirectory.release_directory={scratch}",
-                              db_url=course.db_url)
-        if result.returncode == 0:
+        try:
+            _generate_assignment(course)
             return
+        except Exception as error:  # noqa: BLE001  (nbgrader's, or the database's)
+            failure = f"{type(error).__name__}: {error}"
         time.sleep(1 + attempt)
-    raise SystemExit(f"grade: nbgrader generate_assignment failed:\n{result.stderr[-3000:]}")
+    raise SystemExit(f"grade: nbgrader generate_assignment failed:\n{failure[-3000:]}")
+
+
+def _generate_assignment(course: Course) -> None:
+    """``nbgrader generate_assignment`` with the course's configuration, run in this process
+    (a command of its own would start Python and import nbgrader again, about 1 CPU-s),
+    releasing into a scratch folder: only what it records in the gradebook is wanted."""
+    import logging
+
+    from nbgrader.converters import GenerateAssignment
+    from nbgrader.coursedir import CourseDirectory
+    from traitlets.config.loader import PyFileConfigLoader
+
+    config = PyFileConfigLoader("nbgrader_config.py",
+                                path=str(REPOSITORY / "autograder")).load_config()
+    quiet = logging.getLogger("autograder.generate_assignment")
+    quiet.setLevel(logging.ERROR)
+    with tempfile.TemporaryDirectory() as scratch:
+        config.CourseDirectory.root = str(course.root)
+        config.CourseDirectory.db_url = course.db_url
+        config.CourseDirectory.course_id = course.course_id
+        config.CourseDirectory.release_directory = scratch
+        coursedir = CourseDirectory(config=config, log=quiet)
+        coursedir.assignment_id = course.assignment
+        app = GenerateAssignment(coursedir=coursedir, config=config, log=quiet)
+        app.force = True
+        app.start()
 
 
 def schema_version() -> str:
@@ -274,9 +299,15 @@ def _start_worker(slots, threads: int) -> None:
 
 
 def submission_key(course: Course, student: str, fingerprint: str) -> str:
+    """What a grade was made for: the tests and grader (``fingerprint``) and every file the
+    learner handed in, but its time (timestamp.txt), which the tests never read: a time
+    settled again (exchange.settle_time) changes the late penalty, applied as the grade is
+    recorded, not the grade."""
     digest = hashlib.sha256(fingerprint.encode())
     folder = course.folder("submitted", student)
     for path in sorted(folder.rglob("*")):
+        if path == folder / exchange.TIMESTAMP:
+            continue
         if path.is_file() and not path.is_symlink():  # a link is never followed (THREATS.md)
             digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
@@ -311,7 +342,9 @@ def grade_student(root: str, assignment: str, student: str, key: str, limits: Li
             feedback_html(result, student=student, assignment=assignment), encoding="utf-8")
         graded["notebooks"][result.name] = {
             "score": result.score, "max_score": result.max_score, "problem": result.problem,
-            "notes": result.notes, "tests": [asdict(t) for t in result.tests]}
+            "notes": result.notes,
+            "tests": [{**asdict(t), "mistake": report.named_mistake(t.message)}
+                      for t in result.tests]}
     notebooks = graded["notebooks"].values()
     graded["score"] = sum(n["score"] for n in notebooks)
     graded["max_score"] = sum(n["max_score"] for n in notebooks)
@@ -389,12 +422,11 @@ class Progress:
 
 
 def _pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
-    # Workers fork from a server that has imported the heavy modules once (torch, nbconvert).
+    # Workers fork from a server that has made what they need once (autograder/worker.py).
     context = multiprocessing.get_context("forkserver")
     # (not autograder.grade itself: run as ``-m``, each worker runs it again as __mp_main__,
     # and runpy warns where it was imported before)
-    context.set_forkserver_preload(["autograder.score", "autograder.feedback", "nbconvert",
-                                    "torch"])
+    context.set_forkserver_preload(["autograder.worker"])
     slots = context.Queue()
     for slot in range(workers):
         slots.put(slot)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import functools
 import html
 import json
 from dataclasses import dataclass, field
@@ -69,6 +70,7 @@ def cell_titles(source) -> dict[str, str]:
     return titles
 
 
+@functools.cache
 def _mistake_names() -> list[tuple[str, str]]:
     """(what a failure message holds when a mistake is named, the mistake's name)."""
     from convcourse.grading import backward, diagnose
@@ -79,6 +81,15 @@ def _mistake_names() -> list[tuple[str, str]]:
     return named
 
 
+def named_mistake(message: str | None) -> str | None:
+    """The mistake a test's failure message names (None: it names none). Called where a
+    learner is graded (result.json keeps it as the test's ``mistake``), which has the checks
+    and PyTorch loaded already: make grade's own process, which writes the report, needs
+    neither."""
+    return next((name for marker, name in _mistake_names() if message and marker in message),
+                None)
+
+
 def build(work: Path, source_folder: Path, assignment: str,
           scores: dict[str, float], max_score: float) -> ClassReport:
     """The report of ``assignment`` for the learners in ``scores`` (the gradebook's)."""
@@ -86,7 +97,6 @@ def build(work: Path, source_folder: Path, assignment: str,
     for path in sorted(source_folder.glob("*.ipynb")):
         titles |= cell_titles(nbformat.read(path, as_version=4))
     report = ClassReport(assignment, scores, max_score, titles)
-    names = _mistake_names()
     for student in sorted(scores):
         path = work / "autograded" / student / assignment / "result.json"
         try:
@@ -101,10 +111,8 @@ def build(work: Path, source_folder: Path, assignment: str,
                 passed = message is None and test.get("score") == test.get("points")
                 (report.passed if passed else report.failed).setdefault(
                     grade_id, []).append(student)
-                for marker, name in names:
-                    if message and marker in message:
-                        report.mistakes.setdefault(name, set()).add(student)
-                        break
+                if isinstance(name := test.get("mistake"), str):
+                    report.mistakes.setdefault(name, set()).add(student)
     return report
 
 

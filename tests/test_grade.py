@@ -101,6 +101,19 @@ def test_a_submissions_key_follows_its_files_and_the_fingerprint(course):
     assert submission_key(course, "ada", "fingerprint") != key
 
 
+def test_a_submissions_time_is_not_part_of_its_key(course):
+    """A time settled again (a learner's impossible timestamp.txt becomes the time it was
+    read) changes the late penalty, not the grade: the learner is not graded again."""
+    folder = learner(course.folder("submitted", "ada"), {"shapes.ipynb": "v1",
+                                                         "timestamp.txt": "2026-12-01 10:00:00"})
+    key = submission_key(course, "ada", "fingerprint")
+    (folder / "timestamp.txt").write_text("2026-12-06 08:15:00.000000 UTC")
+    assert submission_key(course, "ada", "fingerprint") == key
+    (folder / "notes" / "timestamp.txt").parent.mkdir()
+    (folder / "notes" / "timestamp.txt").write_text("a learner's file of that name, elsewhere")
+    assert submission_key(course, "ada", "fingerprint") != key
+
+
 def test_a_previous_grade_is_reused_only_under_the_same_key(course):
     result = course.folder("autograded", "ada") / "result.json"
     result.parent.mkdir(parents=True)
