@@ -15,17 +15,21 @@ the late penalty) is not written here: autograder/settings.py reads it from CONV
 environment variables, and make grade reads the same, so both use one gradebook.
 """
 
-import importlib.util
+import runpy
 from pathlib import Path
+from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
 
-# autograder/settings.py by its path: nbgrader loads this file from anywhere, with no
-# repository on sys.path.
-_spec = importlib.util.spec_from_file_location("convcourse_settings", HERE / "settings.py")
-settings = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(settings)
+
+def neighbour(name: str) -> SimpleNamespace:
+    """autograder/<name>.py, run by its path: nbgrader loads this file from anywhere, with no
+    repository on sys.path (settings.py and formgrader.py import nothing of the grader)."""
+    return SimpleNamespace(**runpy.run_path(str(HERE / f"{name}.py")))
+
+
+settings = neighbour("settings")
 
 c = get_config()  # noqa: F821  (provided by nbgrader when it loads this file)
 
@@ -72,6 +76,4 @@ c.FileNameCollectorPlugin.named_regexp = (
 # their notebook unsandboxed, in the grader's own kernel: switched off for the Autograde that
 # formgrader's API makes (and no other: `nbgrader autograde` is untouched). It answers with the
 # command that grades in the sandbox, `make grade`; autograder/formgrader.py says how.
-import runpy  # noqa: E402  (this block is the hook's alone)
-
-c.NbGraderAPI.Autograde.exporter_class = runpy.run_path(str(HERE / "formgrader.py"))["SandboxOnly"]
+c.NbGraderAPI.Autograde.exporter_class = neighbour("formgrader").SandboxOnly
